@@ -1,0 +1,59 @@
+# lews-agent: set-up, tests, demo and benchmarks. Everything runs from the project venv in .venv.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the tests and the demo use (real broker, pseudo-terminal tools).
+APT_PACKAGES := mosquitto socat
+
+.PHONY: venv system-deps test test-slow test-faults demo lint typecheck bench default-bundle clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU wheel of torch lies on disk for Python 3.11; pin it so pip never pulls a CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Installs mosquitto when it is missing and we are root (the demo falls back to an embedded broker).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; fi; \
+	fi
+
+test: venv system-deps
+	$(BIN)/python -m pytest -q
+
+test-faults: venv system-deps
+	$(BIN)/python -m pytest -q -m faults
+
+test-slow: venv system-deps
+	$(BIN)/python -m pytest -q -m slow --timeout 7200
+
+demo: venv
+	$(BIN)/agent demo --duration 60
+
+lint: venv
+	$(BIN)/ruff check agent export firmware_bridge tests bench
+	$(BIN)/ruff format --check agent export firmware_bridge tests bench
+
+typecheck: venv
+	$(BIN)/mypy agent firmware_bridge export
+
+bench: venv system-deps
+	$(BIN)/python -m bench.run_all
+
+# Rebuild bundles/demo from SYNTHETIC data with the demo-only key (about 10 minutes on 2 cores).
+default-bundle: venv
+	$(BIN)/python -m export.make_default_bundle
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,43 @@
+"""The `agent` command line: one typer app; each area registers its commands from its own module."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+import typer
+
+app = typer.Typer(
+    name="agent",
+    help="lews-agent on the gateway: run the daemon, inspect captures, verify bundles, diagnose.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines `register(app: typer.Typer) -> None`.
+_REGISTRARS = (
+    "agent.sensors.cli",  # inspect
+    "agent.features.cli",  # replay
+    "agent.inference.cli",  # bundle verify
+    "agent.runtime_cli",  # run, config validate|example, demo
+)
+
+
+def _register_all() -> None:
+    for name in _REGISTRARS:
+        importlib.import_module(name).register(app)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LEWS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    _register_all()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""`agent demo`: simulated devices on pseudo-terminals -> the real daemon -> a real MQTT broker.
+
+Time is compressed: the SYNTHETIC storm scenario (weeks) plays in about ``duration`` seconds. The
+simulators and the daemon share one simulated clock, so every timestamp, step and rule sees scenario
+time. The demo's configuration scales the freshness limits to that compression (see ``demo_config``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig, config_from_dict
+from agent.daemon import Daemon
+from agent.demo.scenario import DAY, REFERENCE, START_UTC, DemoScenario, storm
+from agent.demo.view import LiveView
+from agent.errors import ConfigError
+from agent.publish.broker import LocalBroker, start_local_broker
+from agent.publish.watch import Received, TopicWatcher
+from agent.sensors.gnss_sim import write_to_fd
+from firmware_bridge.simulator import PtyDevice
+
+log = logging.getLogger(__name__)
+
+REPO_BUNDLE = Path(__file__).resolve().parents[2] / "bundles"
+
+
+class SimClock:
+    """Scenario time: START_UTC until :meth:`go`, then START_UTC + speed x (real seconds since go)."""
+
+    def __init__(self, speed: float, start_utc: float = START_UTC) -> None:
+        self.speed, self.start_utc = speed, start_utc
+        self.t0: float | None = None
+
+    def go(self) -> None:
+        self.t0 = time.monotonic()
+
+    def __call__(self) -> float:
+        if self.t0 is None:
+            return self.start_utc
+        return self.start_utc + (time.monotonic() - self.t0) * self.speed
+
+
+def demo_config(
+    workdir: Path,
+    host: str,
+    port: int,
+    gnss_path: str,
+    bridge_path: str,
+    speed: float,
+    protocol: str = "auto",
+) -> AgentConfig:
+    """The agent configuration of the demo site (freshness limits scaled to the time compression)."""
+    hour = 3600.0
+    stale = max(6 * hour, speed * 2.0)  # at least two real seconds of scenario time
+    data: dict[str, Any] = {
+        "site": {"site": "demo-site", "node": "gw1", "description": "SYNTHETIC demo site"},
+        "daemon": {
+            "state_dir": str(workdir / "state"),
+            "evaluate_interval_s": 0.1,
+            "telemetry_interval_s": 1.0,
+            "refresh_steps_each_evaluation": True,
+        },
+        "sensors": {
+            "ports": [
+                {"name": "gnss", "path": gnss_path, "kind": "gnss"},
+                {"name": "bridge", "path": bridge_path, "kind": "bridge"},
+            ],
+            "gnss": {
+                "reference": {"lat": REFERENCE.lat, "lon": REFERENCE.lon, "h_m": REFERENCE.h_m},
+                "epoch_rate_hz": 1.0 / 900.0,
+            },
+            "rain": {"frame_period_s": 900.0, "max_gap_s": 4 * hour},
+            "device": {"heartbeat_period_s": 1800.0},
+        },
+        "store": {"path": str(workdir / "store.sqlite")},
+        "inference": {
+            "bundle_dir": str(REPO_BUNDLE / "demo"),
+            "public_key": str(REPO_BUNDLE / "demo-keys" / "signing.pub"),
+        },
+        "warning": {
+            "wire": {"max_age_s": 3 * 1800.0},  # the bridge reports the loop with every heartbeat
+            "forecast": {"max_age_s": 2 * DAY},
+            "velocity": {"max_age_s": 2 * DAY},
+            "inverse_velocity": {"max_age_s": 2 * DAY},
+            "rainfall": {"max_age_s": stale, "min_completeness": 0.5},
+        },
+        "mqtt": {
+            "host": host,
+            "port": port,
+            "protocol": protocol,  # amqtt: 3.1.1 at once (it does not answer an MQTT 5 CONNECT)
+            "status_interval_s": 5.0,
+            "outbox": {"path": str(workdir / "outbox.sqlite")},
+        },
+    }
+    return config_from_dict(data)
+
+
+def _start_broker(broker: str | None) -> tuple[str, int, LocalBroker | None]:
+    """An external HOST:PORT, or a local broker (mosquitto when installed, else amqtt in-process)."""
+    if broker:
+        host, _, port = broker.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"--broker {broker!r} is not HOST:PORT", fix="e.g. --broker 127.0.0.1:1883")
+        return host, int(port), None
+    local = start_local_broker()
+    return local.host, local.port, local
+
+
+def _summary(
+    messages: list[Received], daemon: Daemon, scenario: DemoScenario, broker_kind: str
+) -> dict[str, Any]:
+    topics: Counter[str] = Counter()
+    levels: list[int] = []
+    for m in messages:
+        kind = m.topic.split("/", 4)[-1]
+        topics[kind] += 1
+        if kind == "alert" and m.payload:
+            level = int(m.json().get("level", 0))
+            if not levels or levels[-1] != level:
+                levels.append(level)
+    wire_msgs = [m for m in messages if m.topic.endswith("/wire")]
+    return {
+        "synthetic": True,
+        "scenario": scenario.describe(),
+        "broker": broker_kind,
+        "messages_published": len(messages),
+        "messages_by_topic": dict(sorted(topics.items())),
+        "levels": levels,
+        "max_level": max(levels, default=0),
+        "engine_levels": daemon.levels_seen(),
+        "wire_messages": len(wire_msgs),
+        "inference": daemon.inference_mode_at_stop,
+        "forecasts": daemon.forecaster.counters.get("forecasts", 0),
+        "outbox_depth_at_stop": daemon.outbox_depth_at_stop,
+    }
+
+
+def run_demo(
+    *, duration: float, broker: str | None, json_out: bool, speed: float, workdir: Path | None
+) -> int:
+    scenario = storm()
+    speed = speed if speed > 0 else scenario.days * DAY / max(duration * 0.9, 1.0)
+    tmp = tempfile.TemporaryDirectory(prefix="lews-demo-") if workdir is None else None
+    root = Path(tmp.name) if tmp is not None else workdir
+    if root is None:
+        raise ConfigError("no work directory", fix="pass --workdir DIR")
+    root.mkdir(parents=True, exist_ok=True)
+    out = sys.stderr if json_out else sys.stdout
+    host, port, local = _start_broker(broker)
+    view = LiveView(out, scenario)
+    watcher = TopicWatcher(host, port, "lews/v1/#", on_receive=view.on_message).start()
+    gnss_master, gnss_slave = os.openpty()
+    bridge = PtyDevice(scenario.bridge, speed=speed)
+    clock = SimClock(speed)
+    protocol = "3.1.1" if local is not None and local.kind == "amqtt" else "auto"
+    cfg = demo_config(root, host, port, os.ttyname(gnss_slave), bridge.port, speed, protocol)
+    daemon = Daemon(cfg, clock=clock, steps_every_s=3600.0)
+    view.header(speed, f"{local.kind} on {host}:{port}" if local else f"broker {host}:{port}", root)
+    daemon.start()
+    clock.go()  # the scenario starts now, for the simulators and the daemon alike
+    bridge.start()
+    gnss = threading.Thread(
+        target=write_to_fd,
+        args=(gnss_master, scenario.gnss),
+        kwargs={"speed": speed},
+        name="gnss-sim",
+        daemon=True,
+    )
+    gnss.start()
+    try:
+        end = time.monotonic() + duration
+        while time.monotonic() < end and not daemon.wait(0.5):
+            view.tick(clock(), daemon)
+    finally:
+        bridge.stop()
+        drain_until = time.monotonic() + 5.0  # let the outbox empty before stopping (it would keep them)
+        while daemon.publisher.outbox.stats()["depth"] and time.monotonic() < drain_until:
+            time.sleep(0.1)
+        daemon.stop()
+        time.sleep(0.5)  # let the last messages arrive
+        watcher.stop()
+        messages = watcher.snapshot()
+        if local is not None:
+            local.stop()
+        for fd in (gnss_master, gnss_slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    summary = _summary(messages, daemon, scenario, local.kind if local else "external")
+    view.final(summary)
+    if json_out:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.flush()
+    if tmp is not None:
+        tmp.cleanup()
+    return 0 if daemon.fatal is None else 1

@@ -1,0 +1,1 @@
+"""publish package of the gateway agent."""

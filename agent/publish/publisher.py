@@ -1,0 +1,323 @@
+"""The publishing facade the daemon uses: builds payloads, validates them against their JSON Schema,
+commits them to the durable outbox and lets the MQTT link send them; answers signed commands.
+
+Only the retained ``status`` (birth at each connect, periodic refresh, LWT) goes around the outbox:
+it describes the live connection, so a stale copy would be wrong. Everything else goes through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from agent.errors import CommandRejected, LewsError, PublishError
+from agent.publish import schemas
+from agent.publish.cap import build_cap
+from agent.publish.client import DirectMessage, MqttLink
+from agent.publish.commands import CommandVerifier, VerifiedCommand
+from agent.publish.outbox import OutboundMessage, Outbox
+from agent.publish.payloads import PayloadFactory, dumps
+from agent.publish.settings import MqttSettings
+from agent.publish.topics import TOPICS, command_filter, command_name, topic_for
+
+log = logging.getLogger(__name__)
+CommandHandler = Callable[[VerifiedCommand], str]
+# Outbox meta key of the warning engine state, committed with the events it produced.
+ENGINE_STATE_KEY = "engine_state"
+# Sources whose level rests on measurements of the slope itself: CAP certainty "Observed".
+OBSERVED_SOURCES = frozenset({"wire", "velocity", "inverse_velocity", "seismic"})
+
+
+class Publisher:
+    """One node's publishing: ``start()``, ``publish_*()`` from any thread, ``stop()``."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        site: str,
+        node: str,
+        agent_version: str,
+        backend: str = "unknown",
+        mode: str = "normal",
+        handlers: Mapping[str, CommandHandler] | None = None,
+        clock: Callable[[], float] = time.time,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``clock`` dates the payloads (the daemon's, possibly simulated, time); ``wall_clock`` is real
+        time for what depends on it: the outbox's queue ages (historical marking) and command
+        freshness against the signer's clock."""
+        self.settings = settings
+        self.site, self.node = site, node
+        self.factory = PayloadFactory(site, node, agent_version, clock=clock)
+        self._clock = clock
+        self.backend, self.mode = backend, mode
+        self.started_at = clock()
+        self.outbox_depth_at_close = -1  # set by stop(): messages left for the next start
+        topic_for("status", site, node)  # validates site/node early
+        ob = settings.outbox
+        self.outbox = Outbox(
+            ob.path,
+            synchronous=ob.synchronous,
+            max_messages=ob.max_messages,
+            hard_limit_bytes=None if ob.hard_limit_mb is None else int(ob.hard_limit_mb * 1024 * 1024),
+            clock=wall_clock,
+        )
+        self.verifier = (
+            CommandVerifier.from_settings(settings.commands, wall_clock)
+            if settings.commands.enabled
+            else None
+        )
+        self.handlers: dict[str, CommandHandler] = {"ping": lambda _c: "pong", **(handlers or {})}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        will = self.factory.status(
+            "offline",
+            backend=backend,
+            started_at=self.started_at,
+            mode=mode,
+            reason="connection lost (last will)",
+        )
+        self.link = MqttLink(
+            settings,
+            self.outbox,
+            client_id=settings.client_id or f"lews-{site}-{node}",
+            will=DirectMessage(topic_for("status", site, node), dumps(will)),
+            birth=lambda: [self._status_message("online", None)],
+            subscriptions=[command_filter(site, node)] if self.verifier else [],
+            on_message=self._on_message,
+            clock=wall_clock,
+        )
+        self._status_thread = threading.Thread(target=self._status_loop, name="mqtt-status", daemon=True)
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.link.start()
+        self._status_thread.start()
+
+    def stop(self, reason: str = "shutdown") -> None:
+        self._stop.set()
+        if self._status_thread.is_alive():
+            self._status_thread.join(5)
+        self.link.stop(final=[self._status_message("offline", reason)])
+        self.outbox_depth_at_close = int(self.outbox.stats()["depth"])
+        self.outbox.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # --- status -------------------------------------------------------------------------------------
+    def set_backend(self, backend: str, mode: str) -> None:
+        """Record the inference backend / mode and refresh the retained status now."""
+        with self._lock:
+            self.backend, self.mode = backend, mode
+        self.link.publish_direct(self._status_message("online", None))
+
+    def _status_message(self, state: str, reason: str | None) -> DirectMessage:
+        with self._lock:
+            backend, mode = self.backend, self.mode
+        payload = self.factory.status(
+            state,
+            backend=backend,
+            started_at=self.started_at,
+            mode=mode,
+            reason=reason,
+            outbox=self._outbox_summary(),
+        )
+        schemas.validate("status", payload)
+        return DirectMessage(topic_for("status", self.site, self.node), dumps(payload))
+
+    def _outbox_summary(self) -> dict[str, Any]:
+        st = self.outbox.stats()
+        return {k: st[k] for k in ("depth", "oldest_age_s", "acked", "dropped")}
+
+    def _status_loop(self) -> None:
+        while not self._stop.wait(self.settings.status_interval_s):
+            self.link.publish_direct(self._status_message("online", None))
+
+    # --- outbound -----------------------------------------------------------------------------------
+    def message(self, kind: str, payload: Mapping[str, Any], sensor: str | None = None) -> OutboundMessage:
+        """Validate a JSON payload against its schema and wrap it for the outbox."""
+        spec = TOPICS[kind]
+        if spec.schema is None:
+            raise PublishError(f"{kind} is not a JSON topic", fix="use publish_alert_event for CAP")
+        schemas.validate(spec.schema, payload)
+        topic = topic_for(kind, self.site, self.node, sensor)
+        return OutboundMessage(
+            topic=topic,
+            payload=dumps(payload),
+            qos=spec.qos,
+            retain=spec.retain,
+            priority=spec.priority,
+            droppable=spec.droppable,
+            msg_id=str(payload["msg_id"]),
+            content_type=spec.content_type,
+            coalesce_key=topic if spec.coalesce else None,
+        )
+
+    def enqueue(self, kind: str, payload: Mapping[str, Any], sensor: str | None = None) -> int | None:
+        """Commit one payload to the outbox (None: refused because the outbox is full, counted)."""
+        row = self.outbox.enqueue(self.message(kind, payload, sensor))
+        self.link.wake()
+        return row
+
+    def publish_alert_event(
+        self,
+        event: Mapping[str, Any] | Any,
+        *,
+        current_explanation: Mapping[str, Any] | Any,
+        current_level: int,
+        current_alert_id: str | None,
+        acknowledged_by: str | None = None,
+        state: str | None = None,
+    ) -> list[int | None]:
+        """One engine ``AlertEvent``: the event, its CAP message and the new retained current alert,
+        committed in one transaction (all or nothing), with the engine ``state`` when given."""
+        return self._publish_alerts(
+            [event], current_explanation, current_level, current_alert_id, acknowledged_by, state
+        )
+
+    def publish_evaluation(
+        self, result: Any, acknowledged_by: str | None = None, state: str | None = None
+    ) -> list[int | None]:
+        """Every event of a warning-engine ``EvaluationResult`` and the engine ``state`` (JSON) in ONE
+        transaction: after a crash the outbox holds either both or neither, so a restarted engine
+        neither re-emits nor loses an event. No events and no state: nothing is written."""
+        if not result.events and state is None:
+            return []
+        return self._publish_alerts(
+            list(result.events),
+            result.explanation,
+            int(result.published_level),
+            result.alert_id,
+            acknowledged_by,
+            state,
+        )
+
+    def engine_state(self) -> str | None:
+        """The warning engine state last committed with :meth:`publish_evaluation` (None: never)."""
+        return self.outbox.get_meta(ENGINE_STATE_KEY)
+
+    def _publish_alerts(
+        self,
+        events: list[Any],
+        current_explanation: Mapping[str, Any] | Any,
+        current_level: int,
+        current_alert_id: str | None,
+        acknowledged_by: str | None,
+        state: str | None,
+    ) -> list[int | None]:
+        msgs: list[OutboundMessage] = []
+        meta: dict[str, str | None] = {}
+        for event in events:
+            ev = self.factory.alert_event(event)
+            msgs.append(self.message("alert_event", ev))
+            if self.settings.cap.enabled:
+                msg, refs = self._cap_message(ev, meta)
+                msgs.append(msg)
+                meta.update(refs)
+        if events:
+            cur = self.factory.alert(
+                current_level, current_explanation, alert_id=current_alert_id, acknowledged_by=acknowledged_by
+            )
+            msgs.append(self.message("alert", cur))
+        if state is not None:
+            meta[ENGINE_STATE_KEY] = state
+        rows = self.outbox.enqueue_many(msgs, meta=meta)
+        if msgs:
+            self.link.wake()
+        return rows
+
+    def _cap_message(
+        self, ev: Mapping[str, Any], pending: Mapping[str, str | None]
+    ) -> tuple[OutboundMessage, dict[str, str | None]]:
+        """The CAP message of one event; ``pending``: meta of the same transaction not yet committed."""
+        alert_id, kind = str(ev["alert_id"]), str(ev["event_type"])
+        key = f"cap_refs:{alert_id}"
+        refs = ((pending[key] if key in pending else self.outbox.get_meta(key)) or "").split()
+        contributing = set(ev["event"]["explanation"].get("contributing") or [])
+        cap = build_cap(
+            self.settings.cap,
+            site=self.site,
+            node=self.node,
+            identifier=f"lews-{self.site}-{self.node}-{ev['msg_id']}",
+            event_type=kind,
+            level=int(ev["level"]),
+            t=self._clock(),
+            observed=bool(contributing & OBSERVED_SOURCES),
+            references=refs,
+            description=str(ev.get("summary") or ""),
+            parameters={"LEWS_ALERT_ID": alert_id, "LEWS_EVENT_ID": str(ev["event_id"])},
+        )
+        spec = TOPICS["cap"]
+        msg = OutboundMessage(
+            topic=topic_for("cap", self.site, self.node),
+            payload=cap.xml,
+            qos=spec.qos,
+            retain=spec.retain,
+            priority=spec.priority,
+            droppable=False,
+            msg_id=cap.identifier,
+            content_type=spec.content_type,
+        )
+        return msg, {key: None if kind == "resolve" else " ".join([*refs, cap.reference])}
+
+    def publish_current_alert(
+        self,
+        level: int,
+        explanation: Mapping[str, Any] | Any,
+        alert_id: str | None,
+        acknowledged_by: str | None = None,
+    ) -> int | None:
+        """Only the retained current alert (e.g. at start, from the restored engine state)."""
+        return self.enqueue(
+            "alert",
+            self.factory.alert(level, explanation, alert_id=alert_id, acknowledged_by=acknowledged_by),
+        )
+
+    def publish_forecast(self, **kwargs: Any) -> int | None:
+        return self.enqueue("forecast", self.factory.forecast(**kwargs))
+
+    def publish_telemetry(self, sensor: str, values: Mapping[str, float | None], **kwargs: Any) -> int | None:
+        return self.enqueue("telemetry", self.factory.telemetry(sensor, values, **kwargs), sensor=sensor)
+
+    def publish_wire(self, state: int, *, changed_at: float, level: int) -> int | None:
+        return self.enqueue("wire", self.factory.wire(state, changed_at=changed_at, level=level))
+
+    def publish_riskmap(self, summary: Mapping[str, Any], **kwargs: Any) -> int | None:
+        return self.enqueue("riskmap", self.factory.riskmap(summary, **kwargs))
+
+    # --- inbound commands ---------------------------------------------------------------------------
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        name = command_name(topic, self.site, self.node)
+        if name is None or self.verifier is None:
+            return
+        try:
+            cmd = self.verifier.verify(name, payload)
+        except CommandRejected:
+            return  # counted and logged by the verifier; no answer to unauthenticated senders
+        handler = self.handlers.get(cmd.name)
+        if handler is None:
+            accepted, detail = False, f"no handler for command {cmd.name!r} on this gateway"
+        else:
+            try:
+                accepted, detail = True, handler(cmd)
+            except LewsError as exc:
+                accepted, detail = False, str(exc)
+        self.enqueue(
+            "cmd_result", self.factory.cmd_result(cmd.name, cmd.nonce, accepted=accepted, detail=detail)
+        )
+
+    # --- introspection ------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        return {
+            "outbox": self.outbox.stats(),
+            "link": self.link.stats(),
+            "commands": None if self.verifier is None else self.verifier.counters(),
+        }

@@ -1,0 +1,99 @@
+"""`agent run`, `agent config validate|example` and `agent demo`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.errors import LewsError
+
+log = logging.getLogger(__name__)
+
+
+def _fail(exc: LewsError, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {exc.message}", err=True)
+    if exc.fix:
+        typer.echo(f"fix: {exc.fix}", err=True)
+    return typer.Exit(code)
+
+
+def run(config: Annotated[Path, typer.Option("--config", "-c", help="Agent configuration (TOML).")]) -> None:
+    """Run the gateway daemon until SIGTERM/SIGINT (systemd: Type=notify, watchdog tied to progress)."""
+    from agent.config import load_config
+    from agent.daemon import Daemon
+
+    try:
+        cfg = load_config(config)
+        daemon = Daemon(cfg)
+        daemon.start()
+    except LewsError as exc:
+        raise _fail(exc) from exc
+
+    def _term(signum: int, _frame: object) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        daemon.request_stop()
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    while not daemon.wait(1.0):
+        pass
+    daemon.stop()
+    if daemon.fatal:
+        typer.echo(f"error: {daemon.fatal}", err=True)
+        raise typer.Exit(1)
+
+
+config_app = typer.Typer(name="config", help="Check or create the agent configuration.", no_args_is_help=True)
+
+
+@config_app.command("validate")
+def config_validate(file: Annotated[Path, typer.Argument(help="Configuration file (TOML).")]) -> None:
+    """Validate FILE: syntax, unknown keys, value ranges, file permissions. Exit 0 when valid."""
+    from agent.config import load_config
+
+    try:
+        cfg = load_config(file)
+    except LewsError as exc:
+        raise _fail(exc) from exc
+    ports = ", ".join(f"{p.name}={p.path}" for p in cfg.sensors.enabled_ports()) or "none"
+    typer.echo(f"{file}: valid (site {cfg.site.site}, node {cfg.site.node}, ports: {ports})")
+
+
+@config_app.command("example")
+def config_example() -> None:
+    """Print a complete example configuration with every key described."""
+    from agent.config_example import example_toml
+
+    sys.stdout.write(example_toml())
+
+
+def demo(
+    duration: Annotated[float, typer.Option(help="Seconds to run before the summary.")] = 60.0,
+    broker: Annotated[
+        str | None, typer.Option(help="HOST:PORT of a broker to use instead of starting one.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Final summary as one JSON line.")] = False,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 0.0,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Keep state here (default: a temporary folder).")
+    ] = None,
+) -> None:
+    """Simulated site (storm, acceleration, wire trip) -> daemon -> MQTT, with a live view and a summary."""
+    from agent.demo.run import run_demo
+
+    try:
+        code = run_demo(duration=duration, broker=broker, json_out=json_out, speed=speed, workdir=workdir)
+    except LewsError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.add_typer(config_app)
+    app.command("demo")(demo)

@@ -1,0 +1,1 @@
+"""sensors package of the gateway agent."""

@@ -1,0 +1,419 @@
+"""The ingestion pipeline: ports -> parsers -> processors -> store, with subscribers and counters.
+
+Per enabled port, one reader thread (:class:`agent.sensors.serialport.SerialPortReader`) hands received
+bytes to :meth:`Pipeline.ingest`, which runs the port's decoder (GNSS: framer + epoch gate; bridge:
+frame decoder + device state + seismic processor), optionally records the raw bytes for replay, then
+hands the samples to the store writer and, at once, to every subscriber: the warning engine reacts to
+``wire.state`` the moment it is decoded, not at the next step. ``agent replay`` calls the same
+``ingest`` with recorded bytes, so live and replay share every line after the bytes.
+Every stage counts what it passes on and what it drops, with the reason (:meth:`Pipeline.counters`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any, Protocol
+
+from agent.errors import ConfigError, LewsError
+from agent.features.aggregate import DAY_S, HOUR_S, Expectations, StepTable, step_start
+from agent.features.samples import Sample
+from agent.features.store import Store
+from agent.sensors.seismic import SeismicConfig, SeismicProcessor
+from agent.sensors.settings import SensorsConfig, SerialPortConfig
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[str, Sequence[Sample]], None]  # (port name, samples just decoded)
+RawSink = Callable[[str, float, bytes], None]  # (port name, t, bytes) for capture
+# Port kind <-> capture file format (agent/sensors/capture.py); a GNSS port carries UBX and NMEA.
+CAPTURE_FORMAT: dict[str, str] = {"gnss": "ubx", "bridge": "bridge"}
+KIND_OF_FORMAT: dict[str, str] = {"ubx": "gnss", "nmea": "gnss", "bridge": "bridge"}
+
+
+class PortDecoder(Protocol):
+    """Bytes of one port -> samples. Stateful; used by one thread at a time."""
+
+    def feed(self, t: float, data: bytes) -> list[Sample]: ...
+
+    def finish(self) -> list[Sample]: ...
+
+    def counters(self) -> dict[str, Any]: ...
+
+
+class GnssDecoder:
+    """UBX/NMEA receiver stream (agent.sensors.gnss); epochs carry the receiver's own time."""
+
+    def __init__(self, cfg: SensorsConfig) -> None:
+        from agent.sensors.gnss import GnssConfig, GnssProcessor
+
+        if cfg.gnss.reference is None:
+            raise ConfigError(
+                "a gnss port is enabled but sensors.gnss.reference is not set",
+                fix="set sensors.gnss.reference {lat, lon, h_m} to the surveyed reference position",
+            )
+        self._now = math.nan
+        self.proc = GnssProcessor(GnssConfig.from_mapping(cfg.gnss.processor_mapping()), clock=self._clock)
+
+    def _clock(self) -> float:
+        return self._now if math.isfinite(self._now) else time.time()
+
+    def feed(self, t: float, data: bytes) -> list[Sample]:
+        self._now = t  # NMEA without a date is dated by the receive time
+        return self.proc.feed(data)
+
+    def finish(self) -> list[Sample]:
+        return self.proc.finish()
+
+    def counters(self) -> dict[str, Any]:
+        return self.proc.counters()
+
+
+class BridgeDecoder:
+    """Site microcontroller (firmware_bridge): rain, wire, heartbeat samples; SEISMIC blocks -> seismic."""
+
+    def __init__(self, cfg: SensorsConfig, name: str) -> None:
+        from agent.sensors.bridge_device import BridgeDevice
+        from firmware_bridge.reader import FrameDecoder
+
+        self.frames = FrameDecoder(name=name)
+        self.device = BridgeDevice(
+            mm_per_tip=cfg.rain.mm_per_tip,
+            max_rain_mm_per_h=cfg.rain.max_mm_per_h,
+            max_skew_s=cfg.device.max_skew_s,
+            name=name,
+        )
+        self.seismic = _seismic_processor(cfg)
+
+    def feed(self, t: float, data: bytes) -> list[Sample]:
+        out: list[Sample] = []
+        for frame in self.frames.decode(data):
+            res = self.device.handle(frame, t)
+            out.extend(res.samples)
+            block = res.seismic
+            if block is not None:
+                out.extend(
+                    self.seismic.feed(block.t0, block.first_index, block.rate_hz, block.gain, block.counts)
+                )
+        return out
+
+    def finish(self) -> list[Sample]:
+        return list(self.seismic.finish())
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames.counters.as_dict(),
+            "device": asdict(self.device.counters),
+            "seismic": dict(self.seismic.counters),
+        }
+
+
+def _seismic_processor(cfg: SensorsConfig) -> SeismicProcessor:
+    return SeismicProcessor(SeismicConfig(**cfg.seismic.processor_kwargs()))
+
+
+def flatten_counts(tree: Any, prefix: str = "") -> dict[str, int]:
+    """Nested counters -> {"a.b.c": int}; numbers and booleans only (text and None are left out)."""
+    out: dict[str, int] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            out.update(flatten_counts(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(tree, bool | int) or (isinstance(tree, float) and math.isfinite(tree)):
+        out[prefix] = int(tree)
+    return out
+
+
+def make_decoder(port: SerialPortConfig, cfg: SensorsConfig) -> PortDecoder:
+    if port.kind == "gnss":
+        return GnssDecoder(cfg)
+    return BridgeDecoder(cfg, port.name)
+
+
+class QueueSubscriber:
+    """A bounded queue of (port, sample) for a consumer thread (the warning engine); drops are counted."""
+
+    def __init__(self, maxsize: int = 10_000, channels: Sequence[str] | None = None) -> None:
+        self.queue: queue.Queue[tuple[str, Sample]] = queue.Queue(maxsize)
+        self.channels = frozenset(channels) if channels is not None else None
+        self.dropped = 0
+
+    def __call__(self, port: str, samples: Sequence[Sample]) -> None:
+        for s in samples:
+            if self.channels is None or s.channel in self.channels:
+                try:
+                    self.queue.put_nowait((port, s))
+                except queue.Full:
+                    self.dropped += 1
+
+
+class Pipeline:
+    """Everything between the serial ports and the store. ``start()`` opens the ports; ``stop()`` ends."""
+
+    def __init__(
+        self,
+        cfg: SensorsConfig,
+        store: Store | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        raw_sink: RawSink | None = None,
+        steps_every_s: float = 60.0,
+        daily_every_s: float = 900.0,
+        hourly: bool = True,
+        store_wait_s: float | None = 1.0,
+        max_sample_lag_s: float = 3600.0,
+        max_sample_lead_s: float = 300.0,
+    ) -> None:
+        self.cfg = cfg
+        self.store_wait_s = store_wait_s  # how long a port thread may wait for a slow (healthy) store
+        self.store = store
+        self.clock = clock
+        self.raw_sink = raw_sink
+        self.expect = Expectations.from_config(cfg)
+        self.steps_every_s = steps_every_s
+        self.daily_every_s = daily_every_s
+        self.hourly = hourly
+        self.decoders: dict[str, PortDecoder] = {p.name: make_decoder(p, cfg) for p in cfg.enabled_ports()}
+        self.subscribers: list[Subscriber] = []
+        self.readers: list[Any] = []
+        self.stats: Counter[str] = Counter()  # samples.<channel>, bytes.<port>, drops.<reason>
+        self.t_min = math.inf  # sample time range seen (for steps and the replay summary)
+        self.t_max = -math.inf
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stepper: threading.Thread | None = None
+        self._capture: Any = None  # agent.sensors.capture.CaptureWriter while capturing
+        self._dirty: dict[int, float] = {DAY_S: math.inf, HOUR_S: math.inf}  # see refresh_steps
+        self._open_day_done = -math.inf  # monotonic time the open day was last computed
+        # A sample must lie in [read time - lag, read time + lead]; else it is dropped and counted.
+        self.max_sample_lag_s = max_sample_lag_s
+        self.max_sample_lead_s = max_sample_lead_s
+        self._last_read: dict[str, float] = {}
+        self._time_warned = False
+
+    def subscribe(self, fn: Subscriber) -> None:
+        self.subscribers.append(fn)
+
+    # ---- the shared path after the bytes ---------------------------------------------------------
+    def ingest(self, port: str, t: float, data: bytes) -> list[Sample]:
+        """Decode bytes of ``port`` received at ``t`` and pass the samples on. Never raises."""
+        decoder = self.decoders.get(port)
+        if decoder is None:
+            self._count("drops.unknown_port_bytes", len(data))
+            return []
+        self._count(f"bytes.{port}", len(data))
+        if self.raw_sink is not None:
+            try:
+                self.raw_sink(port, t, data)
+            except (OSError, LewsError) as exc:
+                self._count("drops.capture_write")
+                log.error("capture of %s failed: %s", port, exc)
+        try:
+            samples = decoder.feed(t, data)
+        except Exception as exc:  # a decoder bug must not kill the port thread; the chunk is counted
+            self._count("drops.decoder_exception_bytes", len(data))
+            log.exception("%s decoder raised %s on %d bytes (dropped)", port, type(exc).__name__, len(data))
+            return []
+        samples = self._plausible(samples, t)
+        self._last_read[port] = t
+        self.emit(port, samples)
+        return samples
+
+    def _plausible(self, samples: list[Sample], t_read: float) -> list[Sample]:
+        """Drop (and count) samples whose time is implausibly far from the read time.
+
+        A receiver with a bad date (week rollover, unset clock) must not put samples decades away:
+        they would be lost to retention or blow up the step computation.
+        """
+        lo, hi = t_read - self.max_sample_lag_s, t_read + self.max_sample_lead_s
+        good = [s for s in samples if lo <= s.t <= hi]
+        if len(good) != len(samples):
+            self._count("drops.implausible_time", len(samples) - len(good))
+            if not self._time_warned:
+                log.warning("samples %.0f s from their read time dropped (counted)", samples[0].t - t_read)
+                self._time_warned = True
+        return good
+
+    def emit(self, port: str, samples: Sequence[Sample]) -> None:
+        """Pass samples on: subscribers first (the wire alarm waits for nothing), then the store."""
+        if not samples:
+            return
+        with self._lock:
+            for s in samples:
+                self.stats[f"samples.{s.channel}"] += 1
+            first = min(s.t for s in samples)
+            self.t_min = min(self.t_min, first)
+            self.t_max = max(self.t_max, max(s.t for s in samples))
+            for step_s in self._dirty:
+                self._dirty[step_s] = min(self._dirty[step_s], first)
+        for fn in self.subscribers:
+            try:
+                fn(port, samples)
+            except Exception:  # one faulty consumer must not stop the others or the port
+                self._count("drops.subscriber_exception")
+                log.exception("subscriber %r failed on %d samples", fn, len(samples))
+        if self.store is not None:
+            self.store.put(samples, wait_s=self.store_wait_s)
+
+    def finish(self) -> None:
+        """Flush what decoders still hold (end of a capture, or a clean stop)."""
+        for port, decoder in self.decoders.items():
+            try:
+                last = self._last_read.get(port)
+                rest = decoder.finish()
+                self.emit(port, self._plausible(rest, last) if last is not None else rest)
+            except Exception:
+                self._count("drops.decoder_exception_finish")
+                log.exception("%s decoder failed to finish", port)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.stats[key] += n
+
+    # ---- steps --------------------------------------------------------------------------------------
+    def refresh_steps(
+        self, start: float | None = None, end: float | None = None, *, final: bool = False
+    ) -> list[StepTable]:
+        """Commit queued samples and recompute the steps that new samples touched, up to ``end``.
+
+        Each step length keeps the earliest sample time received since its last computation (its
+        "dirty" mark): only steps from there on can have changed. Hourly steps are recomputed from
+        min(dirty, ``start``). Daily steps from their dirty mark only (a day's median reads the whole
+        day of raw samples), and the still-open day at most every ``daily_every_s`` unless ``final``.
+        ``end`` defaults to the newest sample. Returns the tables written.
+        """
+        if self.store is None:
+            return []
+        with self._lock:
+            hi = self.t_max if end is None else end
+            dirty = dict(self._dirty)
+            for step_s in dirty:
+                self._dirty[step_s] = math.inf
+        lows = {HOUR_S: min(dirty[HOUR_S], math.inf if start is None else start), DAY_S: dirty[DAY_S]}
+        if final and start is not None:
+            lows[DAY_S] = min(lows[DAY_S], start)
+        recent = time.monotonic() - self._open_day_done < self.daily_every_s
+        if not final and recent and step_start(lows[DAY_S], DAY_S) >= step_start(hi, DAY_S):
+            with self._lock:  # only the open day changed and it was computed recently: later
+                self._dirty[DAY_S] = min(self._dirty[DAY_S], dirty[DAY_S])
+            lows[DAY_S] = math.inf
+        self.store.flush()
+        tables = []
+        for step_s in (DAY_S, HOUR_S) if self.hourly else (DAY_S,):
+            lo = lows[step_s]
+            if math.isfinite(lo) and math.isfinite(hi) and lo <= hi:
+                tables.append(self.store.refresh_steps(step_s, lo, hi + 1e-6, self.expect))
+                if step_s == DAY_S:
+                    self._open_day_done = time.monotonic()
+        self.store.flush()
+        return tables
+
+    def _step_loop(self) -> None:
+        while not self._stop.wait(self.steps_every_s):
+            try:
+                self.refresh_steps()
+                self.save_counters()
+            except LewsError as exc:
+                self._count("drops.step_refresh_failed")
+                log.error("step refresh failed: %s", exc)
+
+    # ---- live ports --------------------------------------------------------------------------------
+    def start(self) -> Pipeline:
+        from agent.sensors.serialport import SerialPortReader
+
+        if self.cfg.capture.enabled and self.raw_sink is None:
+            self._start_capture()
+        for port in self.cfg.enabled_ports():
+            reader = SerialPortReader(
+                port.name,
+                port.path,
+                self._on_bytes_for(port.name),
+                baudrate=port.baud,
+                backoff_s=self.cfg.reopen_backoff_s,
+            )
+            self.readers.append(reader.start())
+        self._stepper = threading.Thread(target=self._step_loop, name="pipeline-steps", daemon=True)
+        self._stepper.start()
+        log.info("pipeline started: %d ports", len(self.readers))
+        return self
+
+    def _start_capture(self) -> None:
+        from agent.sensors.capture import CaptureWriter
+
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
+        writer = CaptureWriter(self.cfg.capture.dir / stamp)
+        sinks = {
+            p.name: writer.add_port(p.name, CAPTURE_FORMAT[p.kind], device=p.path, baudrate=p.baud)
+            for p in self.cfg.enabled_ports()
+        }
+        self._capture = writer
+        self.raw_sink = lambda port, t, data: sinks[port](t, data)
+        log.info("capturing raw bytes to %s", writer.directory)
+
+    def _on_bytes_for(self, port: str) -> Callable[[float, bytes], None]:
+        def on_bytes(_t_port: float, data: bytes) -> None:
+            self.ingest(port, self.clock(), data)  # one clock for samples and capture alike
+
+        return on_bytes
+
+    def stop(self) -> None:
+        """Stop the ports, flush the decoders, refresh the steps and commit everything."""
+        self._stop.set()
+        for reader in self.readers:
+            reader.stop()
+        if self._stepper is not None:
+            self._stepper.join(10)
+        self.finish()
+        if self._capture is not None:
+            self._capture.close()
+        if self.store is not None:
+            try:
+                self.save_counters()
+                self.refresh_steps(final=True)
+            except LewsError as exc:
+                log.error("final step refresh failed: %s", exc)
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def save_counters(self) -> None:
+        """Persist the current counters in the store's counters table (scope = stage.port)."""
+        if self.store is None:
+            return
+        for scope, tree in self.counters().items():
+            if scope in ("decoders", "ports"):
+                for name, sub in tree.items():
+                    self.store.put_counters(f"{scope}.{name}", flatten_counts(sub))
+            else:
+                self.store.put_counters(scope, flatten_counts(tree))
+
+    def counters(self) -> dict[str, Any]:
+        """Everything counted, per stage: ports, decoders, pipeline, store."""
+        with self._lock:
+            pipeline = dict(self.stats)
+        out: dict[str, Any] = {
+            "pipeline": pipeline,
+            "decoders": {name: _snapshot(d.counters) for name, d in self.decoders.items()},
+            "ports": {r.name: asdict(r.counters) for r in self.readers},
+        }
+        if self.store is not None:
+            out["store"] = self.store.stats_snapshot()
+        return out
+
+
+def _snapshot(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Read another thread's counters; a dict that grew during the copy is read again."""
+    for _ in range(5):
+        try:
+            return read()
+        except RuntimeError:  # "dictionary changed size during iteration"
+            time.sleep(0.001)
+    return {"unreadable": 1}

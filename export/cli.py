@@ -1,0 +1,76 @@
+"""The `agent-export` command line: offline data, training, evaluation, export and bundles."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+
+import typer
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Sub-command groups that several areas add commands to."""
+
+    app: typer.Typer
+    data_import: typer.Typer  # agent-export data import ...
+    data_synth: typer.Typer  # agent-export data synth ...
+    train: typer.Typer  # agent-export train displacement|unet
+    evaluate: typer.Typer  # agent-export evaluate displacement|unet
+    predict: typer.Typer  # agent-export predict unet
+
+
+def _typer(name: str, help_: str) -> typer.Typer:
+    return typer.Typer(name=name, help=help_, no_args_is_help=True, add_completion=False)
+
+
+app = typer.Typer(
+    name="agent-export",
+    help="Offline toolchain of lews-agent: import data, train and evaluate the networks, "
+    "export ONNX FP32 + INT8, build TensorRT engines and signed model bundles.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_data = _typer("data", "Import real site data or generate labelled-synthetic data.")
+GROUPS = Groups(
+    app=app,
+    data_import=_typer("import", "Import public data formats into the site-series CSV."),
+    data_synth=_typer("synth", "Generate SYNTHETIC data (labelled as such) for tests and demos."),
+    train=_typer("train", "Train a network and its reference models on the chronological first part."),
+    evaluate=_typer("evaluate", "Evaluate a run on its held-back part; every model side by side."),
+    predict=_typer("predict", "Run a trained network on new inputs."),
+)
+_data.add_typer(GROUPS.data_import)
+_data.add_typer(GROUPS.data_synth)
+app.add_typer(_data)
+app.add_typer(GROUPS.train)
+app.add_typer(GROUPS.evaluate)
+app.add_typer(GROUPS.predict)
+
+# Each module defines `register(groups: Groups) -> None`.
+_REGISTRARS = (
+    "export.displacement.cli",  # data import pbo|three-gorges|lamosano, data synth series, train/evaluate displacement, finetune
+    "export.unet.cli",  # data synth scenes, train/evaluate/predict unet
+    "export.bundle_cli",  # keygen, bundle, engine
+)
+
+
+def _register_all() -> None:
+    for name in _REGISTRARS:
+        importlib.import_module(name).register(GROUPS)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LEWS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    _register_all()
+    app()
+
+
+if __name__ == "__main__":
+    main()

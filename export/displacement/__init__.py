@@ -1,0 +1,1 @@
+"""Multi-task displacement CNN: training, references, few-shot adaptation, conformal intervals, evaluation."""

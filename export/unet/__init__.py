@@ -1,0 +1,1 @@
+"""Enhanced U-Net (seed 004): model, re-parameterisation, training, references, evaluation, predict."""

@@ -1,0 +1,149 @@
+"""A U-Net RUN_DIR: what ``train unet`` writes, how to load it back, and the export view of it.
+
+RUN_DIR layout::
+
+    run.json              kind "unet", data dir, config, channels, normalisation, split, thresholds,
+                          LSI params, per-model files, training history, test metrics
+    enhanced.pt plain.pt hybrid.pt      torch state dicts (training form, with BatchNorm)
+    random_forest.joblib                the per-pixel random forest
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agent.errors import TrainingError
+from agent.features.raster_channels import CHANNELS, normalise
+from export.raster.tiles import TileSet, open_tileset
+from export.runs import ExportModel, LoadedRun, read_run_json
+from export.unet.model import VARIANTS, ProbabilityHead, UNet, Variant
+from export.unet.reparam import reparameterise
+
+log = logging.getLogger(__name__)
+RUN_VERSION = 1
+CALIBRATION_TILES = 16
+
+
+@dataclass
+class UnetRun:
+    run_dir: Path
+    doc: dict[str, Any]
+
+    @property
+    def mean(self) -> list[float]:
+        return list(self.doc["normalisation"]["mean"])
+
+    @property
+    def std(self) -> list[float]:
+        return list(self.doc["normalisation"]["std"])
+
+    def tileset(self) -> TileSet:
+        data_dir = Path(self.doc["data_dir"])
+        if not (data_dir / "tiles.json").is_file():
+            raise TrainingError(
+                f"the run's data dir {data_dir} is gone",
+                fix="restore the tile data dir at that path (run.json data_dir) or retrain",
+            )
+        return open_tileset(data_dir)
+
+    def load_split(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(raw x, normalised x, y) of a split ('train' | 'val' | 'test')."""
+        ids = list(self.doc["split"][name])
+        x_raw, y = self.tileset().load(ids)
+        return x_raw, normalise_batch(x_raw, self.mean, self.std), y
+
+    def model(self, variant: Variant) -> UNet:
+        cfg = self.doc["config"]
+        net = UNet(len(CHANNELS), int(cfg["base"]), int(cfg["depth"]), variant)
+        path = self.run_dir / f"{variant}.pt"
+        if not path.is_file():
+            raise TrainingError(f"{path} is missing", fix="retrain the run with `agent-export train unet`")
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return net.eval()
+
+
+def normalise_batch(x_raw: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    out = np.empty_like(x_raw, dtype=np.float32)
+    replaced = 0
+    for i in range(x_raw.shape[0]):
+        out[i], n_bad = normalise(x_raw[i], mean, std)
+        replaced += n_bad
+    if replaced:
+        log.warning("normalisation replaced %d non-finite channel values by the training mean", replaced)
+    return out
+
+
+def open_run(run_dir: Path) -> UnetRun:
+    doc = read_run_json(run_dir)
+    if doc.get("kind") != "unet":
+        raise TrainingError(
+            f"{run_dir}/run.json has kind {doc.get('kind')!r}, not 'unet'",
+            fix="pass a RUN_DIR written by `agent-export train unet`",
+        )
+    if doc.get("version") != RUN_VERSION:
+        raise TrainingError(
+            f"{run_dir}/run.json is version {doc.get('version')}, expected {RUN_VERSION}",
+            fix="retrain with this version of agent-export",
+        )
+    return UnetRun(Path(run_dir), doc)
+
+
+def write_run_json(run_dir: Path, doc: dict[str, Any]) -> None:
+    (run_dir / "run.json").write_text(json.dumps(doc, indent=1, allow_nan=False))
+
+
+def export_module(run: UnetRun, variant: Variant = "enhanced") -> torch.nn.Module:
+    """The re-parameterised (5x5) eval network with a sigmoid head: normalised tiles -> probability."""
+    return ProbabilityHead(reparameterise(run.model(variant))).eval()
+
+
+def load_unet_run(run_dir: Path) -> LoadedRun:
+    run = open_run(run_dir)
+    module = export_module(run)
+    _, x_train, _ = run.load_split("train")
+    if x_train.shape[0] == 0:
+        raise TrainingError(f"{run_dir}: the training split is empty", fix="retrain with more tiles")
+    rng = np.random.default_rng(int(run.doc["seed"]))
+    pick = np.sort(rng.choice(x_train.shape[0], size=min(CALIBRATION_TILES, x_train.shape[0]), replace=False))
+    ids = [run.doc["split"]["train"][i] for i in pick]
+    _, x_test, y_test = run.load_split("test")
+    tile = int(run.doc["config"]["tile"])
+    meta = {
+        "channels": list(CHANNELS),
+        "channel_order": "NCHW",
+        "normalisation": {"mean": run.mean, "std": run.std, "fitted_on": "train split", "nan_to": 0.0},
+        "tile_size": tile,
+        "threshold": float(run.doc["thresholds"]["enhanced"]),
+        "lsi_params": run.doc["lsi_params"],
+        "variant": "enhanced",
+        "reparameterised": True,
+        "architecture": {"base": run.doc["config"]["base"], "depth": run.doc["config"]["depth"]},
+        "synthetic_data": bool(run.doc.get("synthetic", False)),
+        "stitching": {"overlap": 32, "margin": 16, "module": "agent.features.tiling"},
+    }
+    model = ExportModel(
+        name="unet",
+        task="susceptibility_map",
+        module=module,
+        input_names=["tiles"],
+        output_names=["probability"],
+        calibration_inputs={"tiles": x_train[pick].astype(np.float32)},
+        calibration_description=(
+            f"{len(pick)} of {x_train.shape[0]} training-split tiles ({tile}x{tile}, 7 channels, normalised) "
+            f"from {run.doc['data_dir']} (synthetic={run.doc.get('synthetic', False)}), seeded pick: {ids}"
+        ),
+        test_inputs={"tiles": x_test.astype(np.float32)},
+        test_targets={"probability": y_test[:, None].astype(np.float32)},
+        meta=meta,
+    )
+    return LoadedRun(kind="unet", run_dir=Path(run_dir), models=[model])
+
+
+__all__ = ["VARIANTS", "UnetRun", "load_unet_run", "open_run"]

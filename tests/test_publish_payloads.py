@@ -1,0 +1,304 @@
+"""Payload builders against the JSON Schemas in agent/schemas/, CAP 1.2 structure, topics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from jsonschema import Draft202012Validator
+
+from agent.errors import ConfigError, PublishError
+from agent.publish import schemas
+from agent.publish.cap import CAP_NS, LEVEL_MAP, build_cap
+from agent.publish.payloads import PayloadFactory, dumps, iso_z, parse_iso_z
+from agent.publish.settings import CapSettings
+from agent.publish.topics import TOPICS, command_name, topic_for
+from agent.warning.engine import EvaluationResult, WarningEngine
+from agent.warning.events import AlertEvent
+from agent.warning.inputs import DisplacementInput, Snapshot, WireInput, WireState
+from agent.warning.settings import WarningSettings
+
+T0 = 1_763_800_000.0
+DAY, H = 86400.0, 3600.0
+
+
+def _creep(rate_mm_day: float, now: float) -> DisplacementInput:
+    """SYNTHETIC constant-velocity creep over the 3 days before ``now`` (6-hourly points)."""
+    t = np.arange(now - 3 * DAY, now + 1, DAY / 4)
+    return DisplacementInput(t, rate_mm_day * (t - t[0]) / DAY, np.ones_like(t), float(t[-1]))
+
+
+def _snap(
+    site: str, now: float, wire: WireState = WireState.INTACT, velocity: float | None = None
+) -> Snapshot:
+    disp = None if velocity is None else _creep(velocity, now)
+    return Snapshot(site, wire=WireInput(wire, now, now - 60), displacement=disp)
+
+
+def engine_lifecycle(
+    site: str = "urbas", t0: float = T0
+) -> tuple[WarningEngine, list[EvaluationResult], AlertEvent]:
+    """Real warning-engine output on synthetic creep: trigger (1), update (2), acknowledge, resolve (0)."""
+    eng = WarningEngine(WarningSettings(), site)
+    trig = eng.evaluate(_snap(site, t0, velocity=1.5), t0)
+    upd = eng.evaluate(_snap(site, t0 + 60, velocity=6.0), t0 + 60)
+    ack = eng.acknowledge("ops-maria", t0 + 120, note="crew on the way")
+    res = eng.evaluate(_snap(site, t0 + 4 * H, velocity=0.0), t0 + 4 * H)
+    assert [[e.kind for e in r.events] for r in (trig, upd, res)] == [["trigger"], ["update"], ["resolve"]]
+    return eng, [trig, upd, res], ack
+
+
+def engine_wire_trip(site: str = "urbas", t0: float = T0) -> EvaluationResult:
+    """Real warning-engine output: the wire alarm trips -> level 3 trigger."""
+    eng = WarningEngine(WarningSettings(), site)
+    eng.evaluate(_snap(site, t0), t0)
+    r = eng.evaluate(_snap(site, t0 + 1, wire=WireState.TRIPPED), t0 + 1)
+    assert int(r.published_level) == 3 and [e.kind for e in r.events] == ["trigger"]
+    return r
+
+
+def factory() -> PayloadFactory:
+    return PayloadFactory("urbas", "gw-1", "0.1.0", clock=lambda: T0)
+
+
+def all_payloads() -> dict[str, dict[str, Any]]:
+    f = factory()
+    wire = engine_wire_trip()
+    return {
+        "status": f.status("online", backend="onnxruntime", started_at=T0 - 3600, outbox={"depth": 0}),
+        "alert": f.alert(int(wire.published_level), wire.explanation, alert_id=wire.alert_id),
+        "alert_event": f.alert_event(wire.events[0]),
+        "forecast": f.forecast(
+            valid_from=T0,
+            horizon_s=86400,
+            predicted_mm={"disp_e_mm": 12.5, "disp_n_mm": float("nan")},
+            exceedance={"watch": 0.4},
+            level=1,
+            model_version="m1",
+            backend="onnxruntime",
+            completeness=0.75,
+            thresholds_mm={"watch": 10.0},
+        ),
+        "telemetry": f.telemetry(
+            "rain", {"rain.mm": 1.2}, window_start=T0 - 3600, window_end=T0, completeness=1.0, count=60
+        ),
+        "wire": f.wire(1, changed_at=T0, level=3),
+        "riskmap": f.riskmap({"tiles": 4, "lsi_max": 0.91}, level=1, model_version="u1", completeness=1.0),
+        "cmd_result": f.cmd_result("ack", "n" * 16, accepted=True, detail="ok"),
+    }
+
+
+def test_every_schema_is_valid_draft_2020_12() -> None:
+    for name in schemas.PAYLOAD_SCHEMAS:
+        doc = json.loads(schemas.schema_path(name).read_text())
+        assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        Draft202012Validator.check_schema(doc)
+
+
+def test_every_builder_output_validates_and_roundtrips_json() -> None:
+    payloads = all_payloads()
+    assert set(payloads) == {s.schema for s in TOPICS.values() if s.schema}
+    for name, p in payloads.items():
+        assert schemas.errors(name, p) == [], name
+        again = json.loads(dumps(p))
+        assert again == p
+        assert again["time"].endswith("Z") and again["schema"] == f"lews.{name}"
+        assert again["historical"] is False and len(again["msg_id"]) >= 8
+
+
+def test_schemas_catch_wrong_payloads() -> None:
+    p = all_payloads()
+    bad_level = dict(p["alert"], level=4)
+    assert any("level" in e for e in schemas.errors("alert", bad_level))
+    no_node = {k: v for k, v in p["wire"].items() if k != "node"}
+    assert any("node" in e for e in schemas.errors("wire", no_node))
+    extra = dict(p["telemetry"], surprise=1)
+    assert schemas.errors("telemetry", extra)
+    naive_time = dict(p["status"], time="2026-11-22T10:00:00")
+    assert schemas.errors("status", naive_time)
+    wrong_kind = dict(p["forecast"], schema="lews.alert")
+    assert schemas.errors("forecast", wrong_kind)
+    with pytest.raises(PublishError, match=r"alert payload does not follow alert\.schema\.json"):
+        schemas.validate("alert", bad_level)
+
+
+def test_non_finite_values_become_null_and_bad_inputs_are_refused() -> None:
+    p = all_payloads()["forecast"]
+    assert p["predicted_mm"]["disp_n_mm"] is None
+    f = factory()
+    with pytest.raises(PublishError, match="level"):
+        f.alert(5, {}, alert_id=None)
+    with pytest.raises(PublishError, match="fraction"):
+        f.telemetry("rain", {}, window_start=0, window_end=1, completeness=1.5)
+    with pytest.raises(PublishError, match="wire state"):
+        f.wire(9, changed_at=T0, level=0)
+    ev = engine_wire_trip().events[0].to_dict()
+    with pytest.raises(PublishError, match="event type"):
+        f.alert_event({**ev, "kind": "explode"})
+    with pytest.raises(PublishError, match="not an AlertEvent"):
+        f.alert_event({"kind": "trigger"})
+    with pytest.raises(PublishError, match="cannot be published as JSON"):
+        f.alert(1, {"obj": object()}, alert_id=None)
+
+
+def test_engine_lifecycle_payloads_validate_and_link() -> None:
+    _eng, results, ack = engine_lifecycle()
+    f = factory()
+    events = [results[0].events[0], results[1].events[0], ack, results[2].events[0]]
+    payloads = [f.alert_event(e) for e in events]
+    for p in payloads:
+        assert schemas.errors("alert_event", p) == []
+    assert [p["event_type"] for p in payloads] == ["trigger", "update", "acknowledge", "resolve"]
+    assert [p["prev_event_id"] for p in payloads] == [None, *(p["event_id"] for p in payloads[:-1])]
+    assert len({p["alert_id"] for p in payloads}) == 1
+    assert payloads[0]["level"] == 1 and payloads[1]["level"] == 2 and payloads[3]["level"] == 0
+    assert payloads[0]["time"] == events[0].to_dict()["time"]  # the event's own time
+    assert "velocity" in payloads[0]["summary"] and payloads[0]["completeness"] == 1.0
+    assert payloads[2]["event"]["acknowledged_by"] == "ops-maria"
+    current = f.alert(0, results[2].explanation, alert_id=None)
+    assert schemas.errors("alert", current) == [] and current["level_name"] == "normal"
+    # the engine's nested shape is enforced: a source without its level is refused
+    broken = json.loads(json.dumps(payloads[0]))
+    del broken["event"]["explanation"]["sources"][0]["level"]
+    assert any("level" in e for e in schemas.errors("alert_event", broken))
+
+
+def test_mark_historical_is_age_based_and_json_only() -> None:
+    from agent.publish.outbox import OutboundMessage
+    from agent.publish.transport import mark_historical
+
+    p = all_payloads()["telemetry"]
+    msg = OutboundMessage("t", dumps(p), 1, False, 2, True, p["msg_id"], created=T0)
+    assert mark_historical(msg, T0 + 4.9, after_s=5.0) is None
+    marked = mark_historical(msg, T0 + 65.5, after_s=5.0)
+    assert marked is not None
+    doc = json.loads(marked)
+    assert doc["historical"] is True and doc["queued_s"] == 65.5 and doc["original_time"] == iso_z(T0)
+    assert doc["msg_id"] == p["msg_id"] and doc["time"] == p["time"]  # same message, same id
+    assert schemas.errors("telemetry", doc) == []
+    xml = OutboundMessage("cap", b"<alert/>", 1, True, 0, False, "c1", "application/cap+xml", created=T0)
+    assert mark_historical(xml, T0 + 100, after_s=5.0) is None
+
+
+def test_time_format_roundtrip() -> None:
+    assert iso_z(0) == "1970-01-01T00:00:00.000Z"
+    assert parse_iso_z(iso_z(T0 + 0.123)) == pytest.approx(T0 + 0.123, abs=1e-3)
+    with pytest.raises(ValueError):
+        parse_iso_z("2026-11-22T10:00:00")
+
+
+def test_topics() -> None:
+    assert topic_for("telemetry", "urbas", "gw-1", "rain") == "lews/v1/urbas/gw-1/telemetry/rain"
+    assert topic_for("alert_event", "urbas", "gw-1") == "lews/v1/urbas/gw-1/alert/event"
+    assert TOPICS["alert"].retain and not TOPICS["alert_event"].retain
+    assert all(not s.droppable for s in TOPICS.values() if s.priority == 0)
+    for bad in ("a/b", "+", "#", "", "x" * 70):
+        with pytest.raises(ConfigError):
+            topic_for("status", bad, "gw")
+    assert command_name("lews/v1/urbas/gw-1/cmd/ack", "urbas", "gw-1") == "ack"
+    assert command_name("lews/v1/urbas/gw-1/cmd/ack/x", "urbas", "gw-1") is None
+    assert command_name("lews/v1/other/gw-1/cmd/ack", "urbas", "gw-1") is None
+
+
+def test_docs_list_every_topic() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "mqtt.md").read_text()
+    for spec in TOPICS.values():
+        assert f"`{spec.suffix}`" in doc, spec.suffix
+        if spec.schema:
+            assert f"{spec.schema}.schema.json" in doc
+
+
+def _cap(event_type: str, level: int, refs: list[str], cfg: CapSettings | None = None) -> ET.Element:
+    msg = build_cap(
+        cfg or CapSettings(latitude=46.3, longitude=13.9, radius_km=2.0),
+        site="urbas",
+        node="gw-1",
+        identifier=f"lews-urbas-gw-1-{event_type}",
+        event_type=event_type,
+        level=level,
+        t=T0,
+        observed=event_type == "trigger",
+        references=refs,
+    )
+    root = ET.fromstring(msg.xml)
+    assert msg.reference == f"{msg.sender},{msg.identifier},{msg.sent}"
+    return root
+
+
+ALERT_ORDER = ["identifier", "sender", "sent", "status", "msgType", "source", "scope", "restriction",
+               "addresses", "code", "note", "references", "incidents", "info"]  # fmt: skip
+INFO_ORDER = ["language", "category", "event", "responseType", "urgency", "severity", "certainty", "audience",
+              "eventCode", "effective", "onset", "expires", "senderName", "headline", "description",
+              "instruction", "web", "contact", "parameter", "resource", "area"]  # fmt: skip
+
+
+def _tags(el: ET.Element) -> list[str]:
+    return [c.tag.replace(f"{{{CAP_NS}}}", "") for c in el]
+
+
+def _in_order(tags: list[str], order: list[str]) -> bool:
+    idx = [order.index(t) for t in tags]
+    return idx == sorted(idx)
+
+
+def test_cap_alert_structure_and_mapping() -> None:
+    root = _cap("trigger", 3, [])
+    assert root.tag == f"{{{CAP_NS}}}alert"
+    ns = {"c": CAP_NS}
+    assert _in_order(_tags(root), ALERT_ORDER)
+    info = root.find("c:info", ns)
+    assert info is not None and _in_order(_tags(info), INFO_ORDER)
+    get = lambda p: root.findtext(p, namespaces=ns)  # noqa: E731
+    assert get("c:msgType") == "Alert" and get("c:status") == "Actual" and get("c:scope") == "Public"
+    assert get("c:references") is None
+    assert get("c:info/c:category") == "Geo"
+    assert (get("c:info/c:urgency"), get("c:info/c:severity")) == LEVEL_MAP[3][:2]
+    assert get("c:info/c:certainty") == "Observed"
+    assert get("c:info/c:responseType") == "Evacuate"
+    assert get("c:info/c:area/c:circle") == "46.300000,13.900000 2"
+    sent = get("c:sent")
+    assert sent is not None and sent.endswith("+00:00") and "Z" not in sent
+    assert datetime.fromisoformat(sent) == datetime.fromtimestamp(int(T0), tz=UTC)
+    for must in ("identifier", "sender", "sent", "status", "msgType", "scope"):
+        assert get(f"c:{must}"), must
+    for must in ("category", "event", "urgency", "severity", "certainty"):
+        assert get(f"c:info/c:{must}"), must
+
+
+def test_cap_update_and_cancel_reference_earlier_messages() -> None:
+    ns = {"c": CAP_NS}
+    up = _cap("update", 2, ["s,i1,t1"])
+    assert up.findtext("c:msgType", namespaces=ns) == "Update"
+    assert up.findtext("c:references", namespaces=ns) == "s,i1,t1"
+    assert up.findtext("c:info/c:certainty", namespaces=ns) == "Likely"
+    cancel = _cap("resolve", 0, ["s,i1,t1", "s,i2,t2"])
+    assert cancel.findtext("c:msgType", namespaces=ns) == "Cancel"
+    assert cancel.findtext("c:references", namespaces=ns) == "s,i1,t1 s,i2,t2"
+    assert cancel.findtext("c:info/c:responseType", namespaces=ns) == "AllClear"
+    # without a known earlier message an update cannot reference it: it becomes a new Alert
+    assert _cap("update", 2, []).findtext("c:msgType", namespaces=ns) == "Alert"
+    restricted = _cap("trigger", 1, [], CapSettings(scope="Restricted", restriction="civil protection only"))
+    assert restricted.findtext("c:restriction", namespaces=ns) == "civil protection only"
+    with pytest.raises(ValueError):
+        CapSettings(scope="Restricted")
+
+
+def test_telemetry_from_real_lamosano_rain_validates(shared_data: Path) -> None:
+    """Hourly rain of the Lamosano landslide (Nava et al. 2023; shared/data/lamosano-italy) -> payloads."""
+    rows = list(csv.DictReader((shared_data / "lamosano-italy" / "rain_hourly.csv").open()))[:72]
+    f = factory()
+    for row in rows:
+        t = datetime.strptime(row["date"], "%d/%m/%Y %H:%M").replace(tzinfo=UTC).timestamp()
+        value = float(row["rain"]) if row["rain"] not in ("", "NA") else math.nan
+        p = f.telemetry(
+            "rain", {"rain.mm": value}, window_start=t, window_end=t + 3600, completeness=1.0, count=1
+        )
+        assert schemas.errors("telemetry", p) == []
+        assert p["window_start"].startswith(row["date"][6:10])

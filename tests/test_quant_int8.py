@@ -1,0 +1,134 @@
+"""Q/DQ INT8: TensorRT-consumable symmetric variant, onnxruntime u8s8 variant, measured per-node decisions,
+calibration on real imagery (Landslide4Sense Sentinel-2 patches from the shared data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from bundle_testlib import displacement_model, unet_model
+from onnx import numpy_helper
+
+from export.onnx_export import export_onnx, ort_outputs
+from export.quantize import (
+    SCHEMES,
+    candidate_nodes,
+    count_qdq,
+    error_scores,
+    preprocess,
+    quantize_with_decisions,
+)
+
+
+def _initializers(path: Path) -> dict[str, np.ndarray]:
+    return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+
+
+def _qdq_params(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(op, scale, zero_point) of every Q/DQ node."""
+    graph = onnx.load(str(path)).graph
+    inits = _initializers(path)
+    out = []
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) == 3:
+            out.append((node.op_type, inits[node.input[1]], inits[node.input[2]]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def disp(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    tmp = tmp_path_factory.mktemp("q")
+    model = displacement_model()
+    # a heavy-tailed feature, as rain sums and log PGV are in real windows (max ~ 18 sigma)
+    for arr in (model.calibration_inputs["window"], model.test_inputs["window"]):
+        arr[::7, 3, :] *= 6.0
+    return model, export_onnx(model, tmp / "d.fp32.onnx").path
+
+
+def test_trt_variant_is_symmetric_int8_with_per_channel_weights(
+    disp: tuple[object, Path], tmp_path: Path
+) -> None:
+    model, fp32 = disp
+    res = quantize_with_decisions(fp32, tmp_path / "trt.onnx", model.calibration_inputs, SCHEMES["int8_trt"])  # type: ignore[attr-defined]
+    params = _qdq_params(res.path)
+    assert params, "no Q/DQ nodes"
+    for _, _scale, zp in params:
+        assert zp.dtype == np.int8 and not zp.any(), "TensorRT needs int8 zero points equal to 0"
+    # weights: DequantizeLinear of an int8 initializer with one scale per output channel
+    per_channel = [s for op, s, _ in params if op == "DequantizeLinear" and s.ndim == 1 and s.size > 1]
+    assert per_channel, "weights are not quantized per channel"
+    counts = count_qdq(res.path)
+    assert counts["compute_nodes_int8"] >= counts["compute_nodes"] - len(res.nodes_excluded)
+
+
+def test_ort_variant_uses_uint8_activations(disp: tuple[object, Path], tmp_path: Path) -> None:
+    model, fp32 = disp
+    res = quantize_with_decisions(fp32, tmp_path / "ort.onnx", model.calibration_inputs, SCHEMES["int8_ort"])  # type: ignore[attr-defined]
+    dtypes = {zp.dtype for op, _, zp in _qdq_params(res.path) if op == "QuantizeLinear"}
+    assert dtypes == {np.dtype(np.uint8)}
+
+
+def test_decisions_are_measured_and_the_kept_exclusion_helps(
+    disp: tuple[object, Path], tmp_path: Path
+) -> None:
+    model, fp32 = disp
+    calib = model.calibration_inputs  # type: ignore[attr-defined]
+    pre = preprocess(fp32, tmp_path / "pre.onnx")
+    roles = dict(candidate_nodes(pre))
+    assert "input" in roles.values() and "head" in roles.values()
+    res = quantize_with_decisions(fp32, tmp_path / "trt.onnx", calib, SCHEMES["int8_trt"])
+    trials = [d for d in res.decisions if "node" in d]
+    assert {d["node"] for d in trials} == set(roles) | {"Sigmoid"}  # + the probability output
+    for d in trials:  # the rule in the record is the rule that was applied
+        helps = (
+            d["p99_over_std_quantized"] > 0.02
+            and d["p99_over_std_if_fp32"] <= 0.7 * d["p99_over_std_quantized"]
+        )
+        assert d["action"].startswith("keep") == helps
+        kept = res.float_output_ops if d["role"] == "output" else res.nodes_excluded
+        assert (d["node"] in kept) == helps
+    # with a heavy-tailed input feature, keeping the input conv in FP32 is what the measurement picks
+    assert any(roles[n] == "input" for n in res.nodes_excluded)
+    all_int8 = res.decisions[0]["p99_over_std"]
+    final = max(s["p99_over_std"] for s in res.scores.values())
+    assert final < all_int8
+    # and the final graph is what the record says: test-split error vs FP32 stays small
+    ref = ort_outputs(fp32, model.test_inputs)  # type: ignore[attr-defined]
+    got = ort_outputs(res.path, model.test_inputs)  # type: ignore[attr-defined]
+    assert error_scores(ref, got)["next_disp"]["mae_over_std"] < 0.05
+
+
+def _l4s_crops(root: Path, size: int = 32) -> np.ndarray:
+    """7 of the 14 Landslide4Sense bands (B2,B3,B4,B8,B11, slope, DEM), standardised, cut into crops."""
+    import h5py
+
+    tiles = []
+    for path in sorted(root.glob("image_*.h5")):
+        with h5py.File(path, "r") as fh:
+            img = np.asarray(fh["img"], dtype=np.float32)  # (128, 128, 14)
+        bands = img[:, :, [1, 2, 3, 7, 10, 12, 13]].transpose(2, 0, 1)
+        for r in range(0, 128, size):
+            for c in range(0, 128, size):
+                tiles.append(bands[:, r : r + size, c : c + size])
+    x = np.stack(tiles)
+    mean, std = x.mean(axis=(0, 2, 3), keepdims=True), x.std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    return ((x - mean) / std).astype(np.float32)
+
+
+def test_calibration_on_real_sentinel2_patches(shared_data: Path, tmp_path: Path) -> None:
+    """Real imagery as the calibration distribution (Landslide4Sense test patches, see SOURCES.md)."""
+    crops = _l4s_crops(shared_data / "landslide4sense-test-patches")
+    assert crops.shape == (64, 7, 32, 32)
+    model = unet_model(steps=30)
+    model.calibration_inputs = {"tiles": crops[:48]}
+    fp32 = export_onnx(model, tmp_path / "u.fp32.onnx").path
+    res = quantize_with_decisions(
+        fp32, tmp_path / "u.trt.onnx", model.calibration_inputs, SCHEMES["int8_trt"]
+    )
+    ref = ort_outputs(fp32, {"tiles": crops[48:]})
+    got = ort_outputs(res.path, {"tiles": crops[48:]})
+    # the held-out real crops: INT8 probabilities stay close to FP32
+    assert np.abs(got["prob"] - ref["prob"]).mean() < 0.02
+    assert count_qdq(res.path)["compute_nodes_int8"] >= 3

@@ -1,0 +1,144 @@
+"""Enhanced U-Net: shapes, attention, re-parameterisation to 5x5 (1e-4), ONNX export, losses, metrics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from export.unet.losses import dice_bce_loss
+from export.unet.metrics import best_threshold, binary_metrics
+from export.unet.model import (
+    MCSA,
+    VARIANTS,
+    ConvBN,
+    HybridConvBN,
+    ProbabilityHead,
+    UNet,
+    count_flops,
+    count_params,
+)
+from export.unet.reparam import fuse_hybrid, reparameterise
+
+torch.set_num_threads(1)
+
+
+def _randomise_bn(model: nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 2 - 1)  # type: ignore[union-attr]
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 2 + 0.2)  # type: ignore[union-attr]
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+
+
+def test_hybrid_block_is_one_5x5_conv() -> None:
+    torch.manual_seed(0)
+    block = HybridConvBN(3, 5)
+    _randomise_bn(block, 1)
+    block.eval()
+    conv = fuse_hybrid(block)
+    assert conv.kernel_size == (5, 5) and conv.padding == (2, 2) and conv.bias is not None
+    x = torch.randn(2, 3, 17, 23)
+    assert torch.allclose(block(x), conv(x), atol=1e-5)
+    # the dilated taps land on the even 5x5 positions, the standard ones on the centre 3x3
+    only_d = HybridConvBN(1, 1)
+    only_d.conv_s.weight.data.zero_()
+    only_d.conv_d.weight.data.fill_(1.0)
+    only_d.eval()
+    k = fuse_hybrid(only_d).weight[0, 0] * math.sqrt(1 + 1e-5)
+    expect = torch.zeros(5, 5)
+    expect[0::2, 0::2] = 0.5
+    assert torch.allclose(k, expect, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_reparameterised_network_matches_to_1e4(variant: str) -> None:
+    torch.manual_seed(3)
+    net = UNet(7, base=4, depth=2, variant=variant)  # type: ignore[arg-type]
+    # a few real training steps so the weights are not just the init
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x = torch.randn(4, 7, 32, 32)
+    y = (torch.rand(4, 1, 32, 32) > 0.8).float()
+    for _ in range(3):
+        loss = dice_bce_loss(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    _randomise_bn(net, 4)
+    net.eval()
+    fused = reparameterise(net)
+    assert not any(isinstance(m, HybridConvBN | ConvBN | nn.BatchNorm2d) for m in fused.modules())
+    if variant != "plain":
+        assert any(isinstance(m, nn.Conv2d) and m.kernel_size == (5, 5) for m in fused.modules())
+    xt = torch.randn(2, 7, 64, 64)
+    with torch.no_grad():
+        diff = (net(xt) - fused(xt)).abs().max().item()
+    assert diff < 1e-4
+    assert net.training is False and count_params(fused) > 0
+
+
+def test_mcsa_weights_features_in_0_2() -> None:
+    torch.manual_seed(0)
+    att = MCSA(8)
+    x = torch.rand(2, 8, 16, 16) + 0.1
+    out = att(x)
+    ratio = out / x
+    assert out.shape == x.shape and ratio.min() > 0 and ratio.max() < 2
+
+
+def test_enhanced_adds_attention_only() -> None:
+    plain, hybrid, enh = (UNet(variant=v) for v in VARIANTS)
+    assert count_params(hybrid) > count_params(plain) and count_params(enh) > count_params(hybrid)
+    assert not any(isinstance(m, MCSA) for m in hybrid.modules())
+    assert sum(isinstance(m, MCSA) for m in enh.modules()) == 5  # 4 encoder stages + bottleneck
+    flops = count_flops(enh)
+    assert 2e9 < flops < 4e9  # docs/riskmap.md: ~3.0 GFLOPs per 128x128 tile for the default width
+
+
+def test_onnx_export_of_the_shipped_module_matches_torch(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    net = UNet(7, base=4, depth=2, variant="enhanced")
+    _randomise_bn(net, 2)
+    module = ProbabilityHead(reparameterise(net.eval())).eval()
+    x = torch.randn(2, 7, 128, 128)
+    path = tmp_path / "unet.onnx"
+    torch.onnx.export(
+        module,
+        (x,),
+        path,
+        input_names=["tiles"],
+        output_names=["probability"],
+        dynamic_axes={"tiles": {0: "n"}, "probability": {0: "n"}},
+        dynamo=False,
+    )
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"tiles": x.numpy()})[0]
+    with torch.no_grad():
+        expect = module(x).numpy()
+    assert got.shape == (2, 1, 128, 128)
+    np.testing.assert_allclose(got, expect, atol=1e-5)
+
+
+def test_loss_and_metrics_by_hand() -> None:
+    y = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    good = dice_bce_loss(torch.tensor([[[[20.0, -20.0], [-20.0, -20.0]]]]), y)
+    bad = dice_bce_loss(torch.tensor([[[[-20.0, 20.0], [20.0, 20.0]]]]), y)
+    assert float(good) < 0.01 and float(bad) > 1.5
+    score = np.array([0.9, 0.8, 0.3, 0.1, 0.7])
+    mask = np.array([1, 0, 1, 0, 0])
+    m = binary_metrics(score, mask, 0.5)
+    # pred = [1,1,0,0,1]: tp 1, fp 2, fn 1
+    assert m["dice"] == pytest.approx(2 / 5) and m["iou"] == pytest.approx(1 / 4)
+    assert m["precision"] == pytest.approx(1 / 3) and m["recall"] == pytest.approx(1 / 2)
+    assert m["auc"] == pytest.approx(4 / 6)  # pairs (pos, neg) ranked right: 0.9>all 3, 0.3>0.1
+    assert (
+        best_threshold(np.array([0.1, 0.2, 0.9, 0.95]), np.array([0, 0, 1, 1]), np.array([0.5, 0.15])) == 0.5
+    )
