@@ -29,7 +29,8 @@ system-deps:
 	  else echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; fi; \
 	fi
 
-test: venv system-deps
+# Lint and type checks first (fast), then the suite; fault-injection short forms included, `slow` excluded.
+test: venv system-deps lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-faults: venv system-deps
@@ -48,8 +49,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy agent firmware_bridge export
 
+# Each benchmark prints its own figures (threads stated). bench_inference needs training runs:
+#   $(BIN)/python -m bench.bench_inference RUN_DIR... (see docs/int8.md)
 bench: venv system-deps
-	$(BIN)/python -m bench.run_all
+	for b in bench_bridge bench_gnss bench_ingest bench_publish; do $(BIN)/python bench/$$b.py || exit 1; done
 
 # Rebuild bundles/demo from SYNTHETIC data with the demo-only key (about 10 minutes on 2 cores).
 default-bundle: venv

@@ -22,14 +22,46 @@ def _fail(exc: LewsError, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def run(config: Annotated[Path, typer.Option("--config", "-c", help="Agent configuration (TOML).")]) -> None:
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Agent configuration (TOML).")],
+    clock_speed: Annotated[
+        float,
+        typer.Option(
+            hidden=True,
+            help="Replays/tests only: run on a simulated clock, this many seconds per real second.",
+        ),
+    ] = 0.0,
+    clock_start: Annotated[
+        float, typer.Option(hidden=True, help="Replays/tests only: simulated time (epoch s) at the anchor.")
+    ] = 0.0,
+    clock_anchor: Annotated[
+        float,
+        typer.Option(
+            hidden=True,
+            help="Replays/tests only: wall-clock epoch second at which the simulated clock reads "
+            "--clock-start (default: now). Give the same anchor after a restart to resume the same time.",
+        ),
+    ] = 0.0,
+) -> None:
     """Run the gateway daemon until SIGTERM/SIGINT (systemd: Type=notify, watchdog tied to progress)."""
+    import time
+
     from agent.config import load_config
     from agent.daemon import Daemon
 
     try:
         cfg = load_config(config)
-        daemon = Daemon(cfg)
+        if clock_speed > 0:
+            from agent.demo.run import SimClock
+
+            anchor = clock_anchor if clock_anchor > 0 else time.time()
+            clock = SimClock(clock_speed, clock_start if clock_start > 0 else anchor, anchor_wall=anchor)
+            log.warning(
+                "simulated clock: %g s per real second from %.0f (replay/test mode)", clock_speed, anchor
+            )
+            daemon = Daemon(cfg, clock=clock, steps_every_s=3600.0)
+        else:
+            daemon = Daemon(cfg)
         daemon.start()
     except LewsError as exc:
         raise _fail(exc) from exc

@@ -1,4 +1,4 @@
-"""Offline toolchain: data, training, evaluation, ONNX/INT8 export, TensorRT engines, bundles (torch lives here)."""
+"""Offline toolchain: data, training, evaluation, ONNX/INT8 export, TensorRT engines, bundles (torch here)."""
 
 from __future__ import annotations
 

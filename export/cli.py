@@ -52,7 +52,7 @@ app.add_typer(GROUPS.predict)
 
 # Each module defines `register(groups: Groups) -> None`.
 _REGISTRARS = (
-    "export.displacement.cli",  # data import pbo|three-gorges|lamosano, data synth series, train/evaluate displacement, finetune
+    "export.displacement.cli",  # data import ..., data synth series, train/evaluate displacement, finetune
     "export.unet.cli",  # data synth scenes, train/evaluate/predict unet
     "export.bundle_cli",  # keygen, bundle, engine
 )

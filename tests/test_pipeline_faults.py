@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from agent.errors import ConfigError
 from agent.features.samples import Sample
@@ -15,7 +16,7 @@ from agent.features.store import Store
 from agent.sensors.gnss import Reference
 from agent.sensors.gnss_sim import SimConfig, Trajectory, simulate
 from agent.sensors.pipeline import BridgeDecoder, Pipeline, QueueSubscriber
-from agent.sensors.settings import SensorsConfig, StoreConfig
+from agent.sensors.settings import SensorsConfig, SerialPortConfig, StoreConfig
 from firmware_bridge.device_model import generate_frames
 from firmware_bridge.pty_device import PtyDevice
 from firmware_bridge.scenario import scenario_from_dict
@@ -119,8 +120,16 @@ def test_queue_subscriber_filters_channels_and_counts_overflow() -> None:
 
 
 def test_gnss_port_needs_a_reference() -> None:
+    ports = {"ports": [{"name": "g", "path": "/x", "kind": "gnss"}]}
+    # Refused when the configuration is validated (`agent config validate`) ...
+    with pytest.raises(ValidationError, match="reference"):
+        SensorsConfig.model_validate(ports)
+    # ... and by the pipeline itself for a configuration built without validation.
     with pytest.raises(ConfigError, match="reference"):
-        Pipeline(SensorsConfig.model_validate({"ports": [{"name": "g", "path": "/x", "kind": "gnss"}]}), None)
+        unchecked = SensorsConfig.model_validate({}).model_copy(
+            update={"ports": [SerialPortConfig(name="g", path="/x", kind="gnss")]}
+        )
+        Pipeline(unchecked, None)
 
 
 @pytest.mark.faults

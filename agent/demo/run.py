@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import tty
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -35,19 +36,59 @@ REPO_BUNDLE = Path(__file__).resolve().parents[2] / "bundles"
 
 
 class SimClock:
-    """Scenario time: START_UTC until :meth:`go`, then START_UTC + speed x (real seconds since go)."""
+    """Scenario time: START_UTC until :meth:`go`, then START_UTC + speed x (real seconds since go).
 
-    def __init__(self, speed: float, start_utc: float = START_UTC) -> None:
+    ``anchor_wall``: instead of :meth:`go`, the scenario starts at that wall-clock (epoch) second, so
+    several processes (a daemon restarted after kill -9, simulators in another process) share one
+    scenario time; before the anchor the clock reads ``start_utc``.
+    """
+
+    def __init__(self, speed: float, start_utc: float = START_UTC, anchor_wall: float | None = None) -> None:
         self.speed, self.start_utc = speed, start_utc
+        self.anchor_wall = anchor_wall
         self.t0: float | None = None
 
     def go(self) -> None:
         self.t0 = time.monotonic()
 
     def __call__(self) -> float:
+        if self.anchor_wall is not None:
+            return self.start_utc + max(0.0, time.time() - self.anchor_wall) * self.speed
         if self.t0 is None:
             return self.start_utc
         return self.start_utc + (time.monotonic() - self.t0) * self.speed
+
+
+class Simulators:
+    """The demo site's simulated devices, each on its own pseudo-terminal: the firmware bridge (rain,
+    heartbeat, wire alarm) and the GNSS receiver (UBX). ``start()`` starts both at scenario time 0."""
+
+    def __init__(self, scenario: DemoScenario, speed: float, bridge: PtyDevice | None = None) -> None:
+        self.scenario, self.speed = scenario, speed
+        self.gnss_master, self.gnss_slave = os.openpty()
+        tty.setraw(self.gnss_slave)
+        self.gnss_path = os.ttyname(self.gnss_slave)
+        self.bridge = bridge if bridge is not None else PtyDevice(scenario.bridge, speed=speed)
+        self._gnss = threading.Thread(target=self._write_gnss, name="gnss-sim", daemon=True)
+
+    @property
+    def bridge_path(self) -> str:
+        return self.bridge.port
+
+    def _write_gnss(self) -> None:
+        with contextlib.suppress(OSError):  # the pty closed at stop()
+            write_to_fd(self.gnss_master, self.scenario.gnss, speed=self.speed)
+
+    def start(self) -> Simulators:
+        self.bridge.start()
+        self._gnss.start()
+        return self
+
+    def stop(self) -> None:
+        self.bridge.stop()
+        for fd in (self.gnss_master, self.gnss_slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def demo_config(
@@ -60,6 +101,19 @@ def demo_config(
     protocol: str = "auto",
 ) -> AgentConfig:
     """The agent configuration of the demo site (freshness limits scaled to the time compression)."""
+    return config_from_dict(demo_config_data(workdir, host, port, gnss_path, bridge_path, speed, protocol))
+
+
+def demo_config_data(
+    workdir: Path,
+    host: str,
+    port: int,
+    gnss_path: str,
+    bridge_path: str,
+    speed: float,
+    protocol: str = "auto",
+) -> dict[str, Any]:
+    """:func:`demo_config` as plain data (what a TOML file for ``agent run`` holds)."""
     hour = 3600.0
     stale = max(6 * hour, speed * 2.0)  # at least two real seconds of scenario time
     data: dict[str, Any] = {
@@ -88,7 +142,7 @@ def demo_config(
             "public_key": str(REPO_BUNDLE / "demo-keys" / "signing.pub"),
         },
         "warning": {
-            "wire": {"max_age_s": 3 * 1800.0},  # the bridge reports the loop with every heartbeat
+            "wire": {"max_age_s": max(3 * 1800.0, stale)},  # the bridge reports it with every heartbeat
             "forecast": {"max_age_s": 2 * DAY},
             "velocity": {"max_age_s": 2 * DAY},
             "inverse_velocity": {"max_age_s": 2 * DAY},
@@ -102,7 +156,7 @@ def demo_config(
             "outbox": {"path": str(workdir / "outbox.sqlite")},
         },
     }
-    return config_from_dict(data)
+    return data
 
 
 def _start_broker(broker: str | None) -> tuple[str, int, LocalBroker | None]:
@@ -159,30 +213,21 @@ def run_demo(
     host, port, local = _start_broker(broker)
     view = LiveView(out, scenario)
     watcher = TopicWatcher(host, port, "lews/v1/#", on_receive=view.on_message).start()
-    gnss_master, gnss_slave = os.openpty()
-    bridge = PtyDevice(scenario.bridge, speed=speed)
+    sims = Simulators(scenario, speed)
     clock = SimClock(speed)
     protocol = "3.1.1" if local is not None and local.kind == "amqtt" else "auto"
-    cfg = demo_config(root, host, port, os.ttyname(gnss_slave), bridge.port, speed, protocol)
+    cfg = demo_config(root, host, port, sims.gnss_path, sims.bridge_path, speed, protocol)
     daemon = Daemon(cfg, clock=clock, steps_every_s=3600.0)
     view.header(speed, f"{local.kind} on {host}:{port}" if local else f"broker {host}:{port}", root)
     daemon.start()
     clock.go()  # the scenario starts now, for the simulators and the daemon alike
-    bridge.start()
-    gnss = threading.Thread(
-        target=write_to_fd,
-        args=(gnss_master, scenario.gnss),
-        kwargs={"speed": speed},
-        name="gnss-sim",
-        daemon=True,
-    )
-    gnss.start()
+    sims.start()
     try:
         end = time.monotonic() + duration
         while time.monotonic() < end and not daemon.wait(0.5):
             view.tick(clock(), daemon)
     finally:
-        bridge.stop()
+        sims.bridge.stop()
         drain_until = time.monotonic() + 5.0  # let the outbox empty before stopping (it would keep them)
         while daemon.publisher.outbox.stats()["depth"] and time.monotonic() < drain_until:
             time.sleep(0.1)
@@ -192,9 +237,7 @@ def run_demo(
         messages = watcher.snapshot()
         if local is not None:
             local.stop()
-        for fd in (gnss_master, gnss_slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        sims.stop()
     summary = _summary(messages, daemon, scenario, local.kind if local else "external")
     view.final(summary)
     if json_out:

@@ -132,14 +132,10 @@ def predict_inputs(
             prob_path = out / f"{path.stem}_probability.npy"
             np.save(prob_path, prob.astype(np.float32))
         png = out / f"{path.stem}_preview.png"
-        write_preview(
-            png,
-            prob,
-            stack[5],
-            f"{path.name}: P(landslide), enhanced U-Net (run {run_dir.name})",
-            threshold,
-            opts.pixel_m,
-        )
+        title = f"{path.name}: P(landslide), enhanced U-Net (run {run_dir.name})"
+        if run.doc.get("synthetic", False):
+            title += "\nmodel trained on SYNTHETIC data"
+        write_preview(png, prob, stack[5], title, threshold, opts.pixel_m)
         results.append(
             {
                 "input": str(path),

@@ -1,0 +1,75 @@
+"""`agent demo` end to end against a real mosquitto: the SYNTHETIC storm scenario (simulators on ptys ->
+daemon -> outbox -> MQTT), judged only from what a separate subscriber received."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from test_daemon_support import alert_events, chain_problems, invalid_payloads, kind_of, unique
+
+from agent.demo.run import run_demo
+from agent.publish.watch import TopicWatcher
+
+DURATION_S = 24.0
+
+
+def _t(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_storm_reaches_watch_before_the_wire_and_warning_with_it(
+    mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    watcher = TopicWatcher(mosquitto.host, mosquitto.port, "lews/v1/#").start()
+    try:
+        code = run_demo(
+            duration=DURATION_S,
+            broker=f"{mosquitto.host}:{mosquitto.port}",
+            json_out=True,
+            speed=0.0,
+            workdir=tmp_path / "demo",
+        )
+        watcher.wait_for(lambda ms: any(kind_of(m.topic) == "status" and b'"offline"' in m.payload for m in ms), 5)
+    finally:
+        watcher.stop()
+    assert code == 0
+    received = watcher.snapshot()
+
+    # The last line of stdout is the JSON summary.
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"messages_published", "max_level", "levels"} <= set(summary)
+    assert summary["max_level"] == 3 and summary["levels"][-1] == 3
+    assert summary["messages_published"] >= len(unique(received))
+    assert summary["outbox_depth_at_stop"] == 0
+
+    # Every payload this subscriber got is valid against its schema (CAP: CAP 1.2 XML).
+    assert invalid_payloads(received) == []
+
+    msgs = unique(received)
+    wire = [m.json() for m in msgs if kind_of(m.topic) == "wire"]
+    tripped = [w for w in wire if w["state"] == 1]
+    assert len(tripped) == 1, wire
+    assert tripped[0]["level"] == 3
+    trip_t = _t(tripped[0]["changed_at"])
+
+    # Retained current alert, in arrival order: >= 2 before the wire trip, 3 with it.
+    alerts = [m.json() for m in msgs if kind_of(m.topic) == "alert"]
+    before = [a for a in alerts if _t(a["time"]) < trip_t]
+    assert max(a["level"] for a in before) >= 2, [(a["time"], a["level"]) for a in alerts]
+    raised_by = {src for a in before if a["level"] >= 2 for src in a["explanation"]["contributing"]}
+    assert raised_by & {"forecast", "rainfall", "velocity"}, raised_by
+
+    events = alert_events(received)
+    assert chain_problems(events) == []
+    raising = [e for e in events if e["level"] == 3 and (e["previous_level"] or 0) < 3]
+    assert raising, "no event raised level 3"
+    first = raising[0]
+    assert _t(first["time"]) >= trip_t, f"level 3 before the wire trip: {first['summary']}"
+    assert "wire" in first["event"]["explanation"]["contributing"]
+    assert "wire" in first["summary"].lower()
+    assert alerts[-1]["level"] == 3 and "wire" in alerts[-1]["explanation"]["contributing"]
+    # Every event and current alert explains itself.
+    assert all(e["summary"] and e["event"]["explanation"]["sources"] for e in events)
