@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.features.samples import CHANNEL_AGGREGATES, Sample
-from agent.sensors.bridge_device import BridgeDevice, RainState, SeismicBlock, max_plausible_tips, rain_step
+from agent.sensors.bridge_device import (
+    REBASELINE_AFTER,
+    BridgeDevice,
+    RainState,
+    SeismicBlock,
+    max_plausible_tips,
+    rain_step,
+)
 from firmware_bridge.messages import Frame, Heartbeat, MsgType, Rain, SampleFormat, Seismic, Wire, WireState
 from firmware_bridge.reader import FrameDecoder
 from firmware_bridge.scenario import Garbage, Outage, RainStep, Scenario, WireChange
@@ -34,8 +41,6 @@ def _rain(tips: int, uptime: int) -> Rain:
         (RainState(1, 2**32 - 2, 100), 1, 3, 160, 5, "wrap"),
         (RainState(1, 900, 100), 2, 4, 60, 4, "reboot"),
         (RainState(1, 900, 100), 2, 100_000, 60, None, "implausible"),
-        (RainState(1, 900, 100), 1, 5, 160, None, "regression"),
-        (RainState(1, 10, 100), 1, 10 + 10_000, 160, None, "implausible"),
     ],
 )
 def test_rain_rule(
@@ -44,6 +49,29 @@ def test_rain_rule(
     decision = rain_step(prev, boot, _rain(tips, uptime), mm_per_tip=MM, max_mm_per_h=MAX)
     assert (decision.tips, decision.kind) == (expect_tips, kind)
     assert decision.state == RainState(boot, tips, uptime)
+
+
+def test_unexplained_counters_hold_the_baseline_then_rebaseline() -> None:
+    """A replayed old frame or a jump is kept out and the last good value stays the baseline, so the
+    next good frame counts only the new tips (nothing counted twice); a counter that keeps
+    contradicting the baseline is believed after REBASELINE_AFTER frames."""
+    good = RainState(1, 900, 100)
+    old = rain_step(good, 1, _rain(5, 160), mm_per_tip=MM, max_mm_per_h=MAX)
+    assert (old.tips, old.kind, old.state) == (None, "regression", RainState(1, 900, 100, 1))
+    nxt = rain_step(old.state, 1, _rain(903, 220), mm_per_tip=MM, max_mm_per_h=MAX)
+    assert (nxt.tips, nxt.kind, nxt.state.held) == (3, "ok", 0)
+    jump = rain_step(good, 1, _rain(10_900, 160), mm_per_tip=MM, max_mm_per_h=MAX)
+    assert (jump.tips, jump.kind, jump.state.tips) == (None, "implausible", 900)
+    state: RainState = good
+    kinds = []
+    for k in range(REBASELINE_AFTER):
+        d = rain_step(state, 1, _rain(3 + k, 160 + 60 * k), mm_per_tip=MM, max_mm_per_h=MAX)
+        kinds.append(d.kind)
+        state = d.state
+    assert kinds == ["regression"] * (REBASELINE_AFTER - 1) + ["rebaseline"]
+    assert state == RainState(1, 3 + REBASELINE_AFTER - 1, 160 + 60 * (REBASELINE_AFTER - 1))
+    after = rain_step(state, 1, _rain(state.tips + 2, state.uptime_s + 60), mm_per_tip=MM, max_mm_per_h=MAX)
+    assert (after.tips, after.kind) == (2, "ok")
 
 
 def test_plausibility_limit_scales_with_time() -> None:

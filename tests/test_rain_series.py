@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agent.errors import ConfigError
+from agent.sensors.bridge_device import rain_step
 from agent.sensors.rain import (
-    TipCounter,
     antecedent_totals,
     intensities,
     per_interval,
@@ -20,6 +21,7 @@ from agent.sensors.rain import (
     rolling_sum,
     summary,
 )
+from firmware_bridge.messages import Rain
 
 STEP = 900.0  # 15 min
 MM_PER_TIP = 0.254  # 0.01 in tipping bucket
@@ -45,33 +47,40 @@ def _mukilteo(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
     return uniq[0] + STEP * np.arange(n), grid
 
 
-def test_rain_tip_counter_to_steps_reproduces_the_gauge_record(shared_data: Path) -> None:
+def test_rain_counter_rule_to_steps_reproduces_the_gauge_record(shared_data: Path) -> None:
+    """The bridge's rain rule (agent.sensors.bridge_device.rain_step) on the real record, sent as a
+    device would: a u32 cumulative counter started near 2**32 (so it wraps), one reboot, and the
+    file's four repeated records replaying old counter values."""
     t_raw, tips_raw = _mukilteo_raw(shared_data)
     assert len(t_raw) == 13082
     t, tips = _mukilteo(shared_data)
     assert len(t) == 13079 and int(np.isnan(tips).sum()) == 1
     assert np.nansum(tips) == 1706  # 17.06 in = 433.3 mm, Aug-Dec 2015
-    # A device with an 8-bit cumulative counter sends it at the end of each record, in file order:
-    # the four repeated records replay old counter values, and it reboots once.
     first_tips: dict[float, int] = {}
     for ti, k in zip(t_raw.tolist(), tips_raw.tolist(), strict=True):
         first_tips.setdefault(ti, k)
     uniq_t = sorted(first_tips)
     cum_at = dict(zip(uniq_t, np.cumsum([first_tips[u] for u in uniq_t]).tolist(), strict=True))
-    counter = TipCounter(MM_PER_TIP, modulus=256)
-    samples = counter.feed(t_raw[0] - 1, 0, boot_id=1)
+    start = 2**32 - 300
+    state = rain_step(None, 1, Rain(start, 0, 0), mm_per_tip=MM_PER_TIP, max_mm_per_h=400.0).state
     reboot_t = t_raw[6000]
+    before_reboot = cum_at[uniq_t[uniq_t.index(reboot_t) - 1]]
+    times, mm, kinds = [], [], Counter[str]()
     for ti in t_raw.tolist():
         boot = 1 if ti < reboot_t else 2
-        value = cum_at[ti] if boot == 1 else cum_at[ti] - cum_at[uniq_t[uniq_t.index(reboot_t) - 1]]
-        samples += counter.feed(ti + STEP - 1, int(value % 256), boot_id=boot)
-    assert counter.counters["reboots"] == 1 and counter.counters["wraps"] > 0
-    # the replayed records carry the counter value they had (no rain in that hour): zero, not twice
-    assert counter.counters["backwards"] == 0
-    assert counter.counters["implausible"] == 0
-    steps = per_interval([s.t for s in samples], [s.value for s in samples], STEP, t[0], len(t))
+        value = (start + cum_at[ti]) % 2**32 if boot == 1 else cum_at[ti] - before_reboot
+        uptime = int(ti - t_raw[0] + STEP) if boot == 1 else int(ti - reboot_t + STEP)
+        d = rain_step(state, boot, Rain(value, uptime, 0), mm_per_tip=MM_PER_TIP, max_mm_per_h=400.0)
+        kinds[d.kind] += 1
+        state = d.state
+        if d.tips is not None:
+            times.append(ti + STEP - 1)
+            mm.append(d.tips * MM_PER_TIP)
+    assert kinds["reboot"] == 1 and kinds["wrap"] == 1
+    assert kinds["implausible"] == kinds["regression"] == kinds["rebaseline"] == 0
+    steps = per_interval(times, mm, STEP, t[0], len(t))
     np.testing.assert_allclose(steps, np.nan_to_num(tips) * MM_PER_TIP, atol=1e-9)
-    assert sum(s.value for s in samples) == pytest.approx(1706 * MM_PER_TIP)
+    assert sum(mm) == pytest.approx(1706 * MM_PER_TIP)
 
 
 def test_rain_intensities_and_antecedent_match_naive_sums(shared_data: Path) -> None:
@@ -142,29 +151,3 @@ def test_rain_rolling_sum_nan_and_summary() -> None:
     }
     with pytest.raises(ConfigError, match="whole number"):
         intensities(x, STEP, (0.3,))
-
-
-@pytest.mark.faults
-def test_rain_tip_counter_faults_are_counted_not_passed_on() -> None:
-    c = TipCounter(0.2, modulus=1 << 16, max_mm_per_h=100.0)
-    assert c.feed(0.0, 100) == []  # baseline
-    assert [s.value for s in c.feed(600.0, 110)] == [pytest.approx(2.0)]
-    assert c.feed(1200.0, 5000) == []  # 978 mm in 10 min: implausible, dropped
-    assert c.counters["implausible"] == 1
-    assert [s.value for s in c.feed(1800.0, 5001)] == [pytest.approx(0.2)]  # re-baselined
-    assert c.feed(2400.0, -3) == [] and c.counters["invalid"] == 1
-    assert [s.value for s in c.feed(3000.0, 4, boot_id=7)] == [pytest.approx(0.8)]  # reboot: since boot
-    assert c.counters["reboots"] == 1
-    # a replayed old frame (counter went back) is ignored, then counting goes on from the real value
-    assert c.feed(3600.0, 2, boot_id=7) == [] and c.counters["backwards"] == 1
-    assert [s.value for s in c.feed(4200.0, 6, boot_id=7)] == [pytest.approx(0.4)]
-    # a counter that stays behind (reset without a new boot id) is re-baselined after 3 frames
-    for k in range(3):
-        assert c.feed(4800.0 + 600 * k, 1, boot_id=7) == []
-    assert c.counters["counter_resets"] == 1
-    assert [s.value for s in c.feed(7000.0, 3, boot_id=7)] == [pytest.approx(0.4)]
-    wrap = TipCounter(0.2, modulus=256)
-    wrap.feed(0.0, 250)
-    assert [s.value for s in wrap.feed(600.0, 4)] == [pytest.approx(2.0)] and wrap.counters["wraps"] == 1
-    with pytest.raises(ConfigError, match="mm_per_tip"):
-        TipCounter(0.0)

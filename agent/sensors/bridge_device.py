@@ -47,11 +47,19 @@ FULL_SCALE = {SampleFormat.INT16: 2**15 - 1, SampleFormat.INT32: 2**31 - 1}
 
 @dataclass(frozen=True, slots=True)
 class RainState:
-    """Last accepted rain counter; persist it to resume exactly across gateway restarts."""
+    """Last accepted rain counter; persist it to resume exactly across gateway restarts.
+
+    ``held``: frames of this boot in a row that the counter could not explain (kept out, baseline held).
+    """
 
     boot_id: int
     tips: int
     uptime_s: int
+    held: int = 0
+
+
+# Frames in a row that contradict the baseline before the counter itself is believed (re-baseline).
+REBASELINE_AFTER = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +83,10 @@ def rain_step(
 
     - no previous state (first frame this gateway sees): baseline only, nothing passed on;
     - same boot: ``(tips - prev) mod 2**32`` tips (the u32 counter may wrap) if plausible for the
-      uptime elapsed, else nothing and a new baseline (``regression`` if the counter went backwards);
+      uptime elapsed. Otherwise (a replayed old frame: ``regression``; a jump: ``implausible``) nothing
+      is passed on and the baseline is HELD, so the next good frame counts from the last good value
+      and no rain is counted twice; only after ``REBASELINE_AFTER`` such frames in a row is the counter
+      believed and taken as the new baseline (``rebaseline``; the rain in between is unknown);
     - new boot id (the device rebooted): the counter restarted at 0, so ``tips`` fell since that boot,
       if plausible for the device's uptime. Tips between the last frame of the old boot and the reboot
       were never reported and are unknown (counted by the caller, never guessed).
@@ -94,7 +105,10 @@ def rain_step(
     elapsed = rain.uptime_s - prev.uptime_s
     if delta <= max_plausible_tips(max(elapsed, 0), mm_per_tip, max_mm_per_h):
         return RainDecision(delta, "wrap" if rain.tips < prev.tips else "ok", state)
-    return RainDecision(None, "regression" if rain.tips < prev.tips else "implausible", state)
+    if prev.held + 1 >= REBASELINE_AFTER:
+        return RainDecision(None, "rebaseline", state)
+    kind = "regression" if rain.tips < prev.tips else "implausible"
+    return RainDecision(None, kind, RainState(prev.boot_id, prev.tips, prev.uptime_s, prev.held + 1))
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,92 +11,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from agent.errors import ConfigError
-from agent.features.samples import Sample
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTENSITY_WINDOWS_H = (1.0, 3.0, 6.0, 24.0)
 DEFAULT_ANTECEDENT_DAYS = (3, 7, 14, 30)
-
-
-@dataclass
-class TipCounter:
-    """Cumulative tip counter (since device boot) -> ``rain.mm`` per RAIN frame.
-
-    The first frame only sets the baseline. A new ``boot_id`` means the counter restarted at 0:
-    its value is rain since the reboot. Within a boot the difference is taken modulo ``modulus``
-    (u32 on the bridge): less than half the range forward is rain (a wrap included); more is a
-    value from the past (a replayed or duplicated frame): counted and ignored, so rain is never
-    counted twice; after ``rebaseline_after`` such frames in a row the counter is taken as reset.
-    Amounts above ``max_mm_per_h`` over the elapsed time are dropped and counted, never passed on.
-    """
-
-    mm_per_tip: float
-    modulus: int = 1 << 32
-    max_mm_per_h: float = 400.0
-    rebaseline_after: int = 3
-    counters: Counter[str] = field(default_factory=Counter)
-    _last_tips: int | None = None
-    _last_t: float = 0.0
-    _boot: int | None = None
-    _backwards_run: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.mm_per_tip > 0 or self.modulus < 2 or not self.max_mm_per_h > 0:
-            raise ConfigError(
-                f"rain gauge mm_per_tip {self.mm_per_tip}, modulus {self.modulus}, "
-                f"max_mm_per_h {self.max_mm_per_h} must be positive",
-                fix="set rain.mm_per_tip from the gauge datasheet (e.g. 0.2)",
-            )
-
-    def feed(self, t: float, tips: int, boot_id: int = 0) -> list[Sample]:
-        self.counters["frames"] += 1
-        if tips < 0 or not math.isfinite(t):
-            self.counters["invalid"] += 1
-            return []
-        if self._last_tips is None:
-            self._set(t, tips, boot_id)
-            self.counters["baselines"] += 1
-            return []
-        if boot_id != self._boot:
-            self.counters["reboots"] += 1
-            delta = tips
-        else:
-            delta = (tips - self._last_tips) % self.modulus
-            if delta >= self.modulus // 2:
-                self.counters["backwards"] += 1
-                self._backwards_run += 1
-                if self._backwards_run >= self.rebaseline_after:
-                    self.counters["counter_resets"] += 1
-                    log.warning(
-                        "rain: tip counter went back %d times in a row; re-baselined", self._backwards_run
-                    )
-                    self._set(t, tips, boot_id)
-                return []
-            if tips < self._last_tips:
-                self.counters["wraps"] += 1
-        self._backwards_run = 0
-        dt_h = max(t - self._last_t, 1.0) / 3600.0
-        mm = delta * self.mm_per_tip
-        if mm / dt_h > self.max_mm_per_h and mm > self.mm_per_tip:
-            self.counters["implausible"] += 1
-            log.warning("rain: %.1f mm in %.2f h is implausible; dropped and re-baselined", mm, dt_h)
-            self._set(t, tips, boot_id)
-            return []
-        if t <= self._last_t and boot_id == self._boot and delta > 0:
-            self.counters["time_backwards"] += 1
-        self._set(t, tips, boot_id)
-        return [Sample(t, "rain.mm", mm)]
-
-    def _set(self, t: float, tips: int, boot_id: int) -> None:
-        self._last_tips, self._last_t, self._boot = tips, t, boot_id
 
 
 def per_interval(
