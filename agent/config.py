@@ -68,6 +68,17 @@ class DaemonConfig(BaseModel):
     max_worker_restarts: int = Field(
         default=5, ge=0, description="A crashed worker thread is restarted at most this often per hour."
     )
+    site_raster: Path | None = Field(
+        default=None,
+        description="The site's static raster channels (.npz with smi, ndbi, ndvi, ndwi, slope, dem) for the "
+        "U-Net risk map; unset: no spatial source.",
+    )
+    riskmap_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Recompute the risk map at most this often (data time), and whenever the rain event's "
+        "intensity or duration has changed.",
+    )
     refresh_steps_each_evaluation: bool = Field(
         default=False,
         description="Recompute the daily/hourly steps touched since the last evaluation at every evaluation "
@@ -147,6 +158,8 @@ def resolve_relative_paths(config: AgentConfig, base: Path) -> AgentConfig:
 
     data = config.model_dump()
     data["daemon"]["state_dir"] = fix(config.daemon.state_dir)
+    if config.daemon.site_raster is not None:
+        data["daemon"]["site_raster"] = fix(config.daemon.site_raster)
     data["store"]["path"] = fix(config.store.path)
     data["inference"]["bundle_dir"] = fix(config.inference.bundle_dir)
     data["inference"]["public_key"] = fix(config.inference.public_key)

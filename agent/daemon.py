@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -30,11 +31,12 @@ from agent.forecaster import Forecaster, ForecastResult
 from agent.inference.manager import ModelManager
 from agent.publish.commands import AckRequest, VerifiedCommand
 from agent.publish.publisher import Publisher
+from agent.riskmap import RiskMapper, load_site_raster
 from agent.sdnotify import Notifier
 from agent.sensors.pipeline import Pipeline
 from agent.snapshot import DISPLACEMENT_STEPS, displacement_input, rain_input, seismic_input, wire_input
 from agent.warning.engine import EvaluationResult, WarningEngine
-from agent.warning.inputs import Snapshot, WireInput, WireState
+from agent.warning.inputs import RainInput, Snapshot, SpatialInput, WireInput, WireState
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,11 @@ class Daemon:
             inference = inference.model_copy(update={"state_dir": self.state_dir / "bundles"})
         self.models = ModelManager(inference)
         self.forecaster = Forecaster(self.store, self.models, step_s=DAY_S)
+        raster = cfg.daemon.site_raster
+        self.riskmapper = RiskMapper(load_site_raster(raster), self.models) if raster is not None else None
+        self._spatial: SpatialInput | None = None
+        self._riskmap_key: tuple[float, float] | None = None
+        self._riskmap_t = -math.inf
         self.publisher = Publisher(
             cfg.mqtt,
             site=cfg.site.site,
@@ -278,6 +285,8 @@ class Daemon:
         hourly = self.store.last_steps(HOUR_S, 15 * 24, now + HOUR_S)
         window = self.cfg.warning.seismic.max_age_s
         seis = self.store.read_samples(now - window, now + 1.0, ["seismic.pgv_mm_s", "seismic.trigger"])
+        rain = rain_input(hourly, now)
+        self._maybe_riskmap(rain, now)
         with self._lock:
             wire = self._wire
         return Snapshot(
@@ -285,9 +294,50 @@ class Daemon:
             wire=wire,
             forecast=self._forecast.input if self._forecast is not None else None,
             displacement=displacement_input(daily),
-            rain=rain_input(hourly, now),
+            rain=rain,
             seismic=seismic_input(seis, now, window),
+            spatial=self._spatial,
         )
+
+    def _maybe_riskmap(self, rain: RainInput | None, now: float) -> None:
+        """Re-run the U-Net when the rain event changed or the map is older than riskmap_interval_s."""
+        if self.riskmapper is None:
+            return
+        p = rain.event_mean_intensity_mm_h if rain is not None else 0.0
+        d = rain.event_duration_h if rain is not None else 0.0
+        key = (round(p, 1), round(d))
+        due = now - self._riskmap_t >= self.cfg.daemon.riskmap_interval_s
+        if key == self._riskmap_key and not due:
+            return
+        result = self.riskmapper.run(p, d, now)
+        if result is None:
+            return
+        self._riskmap_key, self._riskmap_t, self._spatial = key, now, result.spatial
+        self.publisher.publish_riskmap(
+            result.summary,
+            level=self._last_level(),
+            model_version=result.spatial.model_version,
+            completeness=result.spatial.completeness,
+        )
+
+    def _model_updates(self) -> None:
+        """Stage a bundle dropped into the inbox; switch to a staged one only while the site is at level 0."""
+        inbox = self.state_dir / "bundles" / "inbox"
+        for entry in sorted(inbox.iterdir()) if inbox.is_dir() else []:
+            if entry.name.startswith("."):
+                continue  # still being copied (write to .name, then rename)
+            try:
+                self.models.stage_update(entry)
+            except LewsError as exc:
+                log.error("model update %s refused: %s", entry.name, exc)
+            finally:  # staged (copied into a slot) or refused: either way it leaves the inbox
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink(missing_ok=True)
+        if self.models.try_switch(lambda: self._last_level() == 0):
+            status = self.models.status()
+            self.publisher.set_backend(status["mode"], "normal")
 
     def request_stop(self) -> None:
         """Ask ``wait()`` to return (signal handlers call this); ``stop()`` then shuts down."""
@@ -303,6 +353,7 @@ class Daemon:
             self.pipeline.refresh_steps(start=min(self._refreshed_until, now) - HOUR_S, end=now)
             self._refreshed_until = now
         self.store.flush()
+        self._model_updates()
         self._maybe_forecast(now)
         result = self.engine.evaluate(self.snapshot(now), now)
         self.publisher.publish_evaluation(result, state=self.engine.state.to_json())

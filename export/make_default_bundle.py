@@ -1,13 +1,14 @@
 """Rebuild the default DEMO bundle in bundles/demo (small networks trained on SYNTHETIC data).
 
     .venv/bin/python -m export.make_default_bundle [--out bundles/demo] [--keys bundles/demo-keys]
-        [--work DIR]
+        [--raster bundles/demo-site/site_raster.npz] [--work DIR]
 
 It drives the toolchain's own command lines, exactly as a user would:
 `agent-export data synth series` (2 stations), `agent-export train displacement`,
 `agent-export data synth scenes`, `agent-export train unet`, then `agent-export bundle` signed with
-the DEMO key in bundles/demo-keys (created with `agent-export keygen` if missing). The demo key is
-public: a gateway that trusts it trusts anyone. Never use it for a real site.
+the DEMO key in bundles/demo-keys (created with `agent-export keygen` if missing). It also writes the
+demo site's SYNTHETIC static raster for the gateway's risk map. The demo key is public: a gateway that
+trusts it trusts anyone. Never use it for a real site.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from agent.errors import ExportError
 
@@ -85,6 +88,19 @@ def _train(work: Path, disp_run: Path, unet_run: Path, threads: int) -> None:
     _agent_export("train", "unet", str(scenes), "--out", str(unet_run), *unet_args, "--threads", str(threads))
 
 
+def write_demo_site_raster(out: Path, size: int = 256, seed: int = 11) -> Path:
+    """The demo site's static raster channels (SYNTHETIC scene, export.raster.synthetic) as an .npz the
+    gateway reads (agent/riskmap.py); the LSI channel is recomputed there from live rain."""
+    from export.raster.synthetic import make_scene
+
+    scene = make_scene(np.random.default_rng(seed), size=size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {name: np.asarray(a, dtype=np.float32) for name, a in scene.static.items()}
+    np.savez_compressed(out, **arrays, synthetic=np.array(True))
+    log.info("demo site raster %s: %dx%d, channels %s (SYNTHETIC)", out, size, size, sorted(arrays))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="Rebuild the DEMO bundle (SYNTHETIC data, demo-only key).")
     ap.add_argument("--out", type=Path, default=REPO / "bundles" / "demo")
@@ -92,8 +108,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="keep the synthetic data and runs here")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reuse", action="store_true", help="with --work: keep runs already trained there")
+    ap.add_argument("--raster", type=Path, default=REPO / "bundles" / "demo-site" / "site_raster.npz")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    write_demo_site_raster(args.raster)
     try:
         if args.work is not None:
             args.work.mkdir(parents=True, exist_ok=True)

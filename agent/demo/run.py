@@ -123,6 +123,8 @@ def demo_config_data(
             "evaluate_interval_s": 0.1,
             "telemetry_interval_s": 1.0,
             "refresh_steps_each_evaluation": True,
+            "site_raster": str(REPO_BUNDLE / "demo-site" / "site_raster.npz"),
+            "riskmap_interval_s": 6 * hour,
         },
         "sensors": {
             "ports": [

@@ -9,7 +9,9 @@ import typer
 
 from agent.errors import LewsError
 
-bundle_app = typer.Typer(name="bundle", help="Model bundles: verify before use.", no_args_is_help=True)
+bundle_app = typer.Typer(
+    name="bundle", help="Model bundles: verify before use, install as an update.", no_args_is_help=True
+)
 
 
 @bundle_app.command("verify")
@@ -60,6 +62,36 @@ def verify(
         for key, ratios in sorted(report.golden.items()):
             worst = max(ratios.values())
             typer.echo(f"  golden {key}: worst error = {worst:.3f} x tolerance")
+
+
+@bundle_app.command("install")
+def install(
+    bundle: Path = typer.Argument(..., help="Bundle directory (holds manifest.json) or its .tar."),
+    config: Path = typer.Option(..., "--config", "-c", help="The running agent's configuration."),
+) -> None:
+    """Hand a new bundle to the running daemon as an update (A/B): it is verified here with the
+    configured public key, copied into the daemon's inbox, staged into the inactive slot, switched to
+    only while the site is at level 0, and rolled back if its health checks fail (see `agent status`)."""
+    import shutil
+
+    from agent.config import load_config
+    from agent.inference.archive import opened_bundle
+    from agent.inference.verify import verify_bundle
+
+    try:
+        cfg = load_config(config)
+        inbox = cfg.daemon.state_dir / "bundles" / "inbox"
+        with opened_bundle(bundle) as path:
+            report = verify_bundle(path, cfg.inference.public_key, threads=cfg.inference.threads)
+            inbox.mkdir(parents=True, exist_ok=True)
+            tmp = inbox / f".{report.bundle_id}.incoming"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(path, tmp)
+            tmp.rename(inbox / report.bundle_id)  # the daemon ignores dot-names: never sees half a copy
+    except (LewsError, OSError) as exc:
+        typer.echo(f"NOT INSTALLED {bundle}: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"queued bundle {report.bundle_id} for the daemon in {inbox}")
 
 
 def register(app: typer.Typer) -> None:
