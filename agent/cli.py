@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 
 import typer
+
+from agent.logsetup import setup_logging
 
 app = typer.Typer(
     name="agent",
@@ -22,6 +22,7 @@ _REGISTRARS = (
     "agent.features.cli",  # replay
     "agent.inference.cli",  # bundle verify
     "agent.runtime_cli",  # run, config validate|example, demo
+    "agent.diagnose.cli",  # diagnose, status
 )
 
 
@@ -31,10 +32,7 @@ def _register_all() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LEWS_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging()
     _register_all()
     app()
 

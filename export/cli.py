@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 from dataclasses import dataclass
 
 import typer
+
+from agent.logsetup import setup_logging
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,7 @@ def _register_all() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LEWS_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging()
     _register_all()
     app()
 

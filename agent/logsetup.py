@@ -1,0 +1,39 @@
+"""Logging for the CLIs and the daemon: text for people, JSON lines for journald / log shippers.
+
+``LEWS_LOG_LEVEL`` (default INFO) and ``LEWS_LOG_FORMAT`` (``text`` | ``json``; the systemd unit sets
+json) choose. JSON lines carry time (UTC ISO), level, logger, message, thread and, for errors, the
+exception; journald stores each line as one entry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import UTC, datetime
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "thread": record.threadName,
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def setup_logging() -> None:
+    level = os.environ.get("LEWS_LOG_LEVEL", "INFO").upper()
+    handler = logging.StreamHandler()
+    if os.environ.get("LEWS_LOG_FORMAT", "text").lower() == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
