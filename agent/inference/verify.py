@@ -11,6 +11,7 @@ import base64
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,13 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     if not path.is_file():
         raise BundleSignatureError(
             f"public key {path} not found", fix="pass the signing.pub written by `agent-export keygen`"
+        )
+    mode = path.stat().st_mode
+    if mode & stat.S_IWOTH:
+        raise BundleSignatureError(
+            f"public key {path} is writable by every user (mode {stat.S_IMODE(mode):o}): anyone on this "
+            "machine could make the agent trust their own bundles",
+            fix=f"chmod 644 {path} (owned by root or the agent's user)",
         )
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
