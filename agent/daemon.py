@@ -280,15 +280,15 @@ class Daemon:
     def _last_level(self) -> int:
         return int(self._last_result.published_level) if self._last_result is not None else 0
 
-    def snapshot(self, now: float) -> Snapshot:
+    def snapshot(self, now: float, wire: WireInput | None) -> Snapshot:
+        """What the engine sees at ``now``; ``wire`` is the reading taken at ``now`` (a frame decoded while
+        this snapshot is assembled belongs to the next evaluation, which it wakes)."""
         daily = self.store.last_steps(DAY_S, DISPLACEMENT_STEPS, now)  # closed days: a day's median
         hourly = self.store.last_steps(HOUR_S, 15 * 24, now + HOUR_S)
         window = self.cfg.warning.seismic.max_age_s
         seis = self.store.read_samples(now - window, now + 1.0, ["seismic.pgv_mm_s", "seismic.trigger"])
         rain = rain_input(hourly, now)
         self._maybe_riskmap(rain, now)
-        with self._lock:
-            wire = self._wire
         return Snapshot(
             site=self.cfg.site.site,
             wire=wire,
@@ -349,13 +349,15 @@ class Daemon:
 
     def _evaluate_locked(self) -> None:
         now = self.clock()
+        with self._lock:
+            wire = self._wire
         if self.cfg.daemon.refresh_steps_each_evaluation:
             self.pipeline.refresh_steps(start=min(self._refreshed_until, now) - HOUR_S, end=now)
             self._refreshed_until = now
         self.store.flush()
         self._model_updates()
         self._maybe_forecast(now)
-        result = self.engine.evaluate(self.snapshot(now), now)
+        result = self.engine.evaluate(self.snapshot(now, wire), now)
         self.publisher.publish_evaluation(result, state=self.engine.state.to_json())
         for ev in result.events:
             self.counters[f"events_{ev.kind}"] += 1
