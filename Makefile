@@ -4,8 +4,8 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests and the demo use (real broker, pseudo-terminal tools).
-APT_PACKAGES := mosquitto socat
+# Debian packages the tests and the demo use (real broker, pseudo-terminal tools, headless browser).
+APT_PACKAGES := mosquitto socat chromium
 
 .PHONY: venv system-deps test test-slow test-faults demo lint typecheck bench default-bundle clean
 
@@ -49,10 +49,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy agent firmware_bridge export
 
-# Each benchmark prints its own figures (threads stated). bench_inference needs training runs:
-#   $(BIN)/python -m bench.bench_inference RUN_DIR... (see docs/int8.md)
+# Every benchmark in bench/, one after the other on this machine, into bench/REPORT.md and bench/report.json
+# (bench/run_all.py; it trains tiny SYNTHETIC runs for bench_inference into /tmp/lews-bench-work, reused).
 bench: venv system-deps
-	for b in bench_bridge bench_gnss bench_ingest bench_publish; do $(BIN)/python bench/$$b.py || exit 1; done
+	$(BIN)/python bench/run_all.py
 
 # Rebuild bundles/demo from SYNTHETIC data with the demo-only key (about 10 minutes on 2 cores).
 default-bundle: venv

@@ -22,6 +22,8 @@ _REGISTRARS = (
     "agent.features.cli",  # replay
     "agent.inference.cli",  # bundle verify
     "agent.runtime_cli",  # run, config validate|example, demo
+    "agent.report.cli",  # report
+    "agent.web.cli",  # status-page
     "agent.diagnose.cli",  # diagnose, status
 )
 

@@ -19,6 +19,7 @@ from agent.inference.settings import InferenceSettings
 from agent.publish.settings import MqttSettings
 from agent.sensors.settings import SensorsConfig, StoreConfig
 from agent.warning.settings import WarningSettings
+from agent.web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class AgentConfig(BaseModel):
     )
     warning: WarningSettings = Field(default_factory=WarningSettings, description="Warning rules.")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker, outbox, commands.")
+    web: WebSettings = Field(default_factory=WebSettings, description="Local status page and metrics.")
 
 
 def _check_file_safety(path: Path) -> None:

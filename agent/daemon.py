@@ -9,16 +9,13 @@ moment it is decoded, before and independently of the engine: software never del
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import shutil
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from agent import __version__
@@ -28,15 +25,19 @@ from agent.features.aggregate import DAY_S, HOUR_S
 from agent.features.samples import Sample
 from agent.features.store import Store
 from agent.forecaster import Forecaster, ForecastResult
+from agent.history import HISTORY_FILE, History, save_riskmap
 from agent.inference.manager import ModelManager
 from agent.publish.commands import AckRequest, VerifiedCommand
 from agent.publish.publisher import Publisher
+from agent.report.data import StatePaths
 from agent.riskmap import RiskMapper, load_site_raster
 from agent.sdnotify import Notifier
 from agent.sensors.pipeline import Pipeline
 from agent.snapshot import DISPLACEMENT_STEPS, displacement_input, rain_input, seismic_input, wire_input
+from agent.supervise import SupervisedLoop, write_json_atomic
 from agent.warning.engine import EvaluationResult, WarningEngine
 from agent.warning.inputs import RainInput, Snapshot, SpatialInput, WireInput, WireState
+from agent.web.server import StatusApp, StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -46,68 +47,6 @@ TELEMETRY_CHANNELS: dict[str, tuple[str, ...]] = {
     "seismic": ("seismic.pgv_mm_s", "seismic.trigger"),
     "device": ("device.supply_v", "device.temp_c"),
 }
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so a crash or power loss leaves either the old or the new file, never half of one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-class SupervisedLoop:
-    """Calls ``body`` every ``interval_s`` (or when woken) in its own thread; survives exceptions.
-
-    More than ``max_failures`` consecutive failures stop the daemon (systemd restarts it).
-    """
-
-    def __init__(
-        self,
-        name: str,
-        body: Callable[[], None],
-        interval_s: float,
-        on_fatal: Callable[[str], None],
-        max_failures: int = 5,
-    ) -> None:
-        self.name, self.body, self.interval_s = name, body, interval_s
-        self.on_fatal, self.max_failures = on_fatal, max_failures
-        self.wake_event = threading.Event()
-        self.stop_event = threading.Event()
-        self.last_ok = math.nan  # monotonic time of the last successful run
-        self.failures = 0
-        self.runs = 0
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                self.body()
-                self.failures = 0
-                self.runs += 1
-                self.last_ok = time.monotonic()
-            except Exception as exc:  # supervised: count, log, go on; give up after max_failures
-                self.failures += 1
-                log.exception("%s loop failed (%d in a row): %s", self.name, self.failures, exc)
-                if self.failures > self.max_failures:
-                    self.on_fatal(f"{self.name} loop failed {self.failures} times in a row: {exc}")
-                    return
-            self.wake_event.wait(self.interval_s)
-            self.wake_event.clear()
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def wake(self) -> None:
-        self.wake_event.set()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.wake_event.set()
-        if self.thread.is_alive() and threading.current_thread() is not self.thread:
-            self.thread.join(10)
 
 
 class Daemon:
@@ -155,6 +94,8 @@ class Daemon:
             inference = inference.model_copy(update={"state_dir": self.state_dir / "bundles"})
         self.models = ModelManager(inference)
         self.forecaster = Forecaster(self.store, self.models, step_s=DAY_S)
+        self.history = History(self.state_dir / HISTORY_FILE)  # levels and forecasts for report / page
+        self.web: StatusServer | None = None
         raster = cfg.daemon.site_raster
         self.riskmapper = RiskMapper(load_site_raster(raster), self.models) if raster is not None else None
         self._spatial: SpatialInput | None = None
@@ -199,6 +140,14 @@ class Daemon:
         self.pipeline.start()
         for loop in self.loops:
             loop.start()
+        if self.cfg.web.enabled:
+            app = StatusApp(
+                StatePaths.from_config(self.cfg),
+                self.cfg.web,
+                warning=self.cfg.warning,
+                site=self.cfg.site.site,
+            )
+            self.web = StatusServer(app).start()
         self._watchdog = threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True)
         self._watchdog.start()
         self.notifier.ready(f"running, inference {status['mode']}")
@@ -228,6 +177,8 @@ class Daemon:
         except LewsError as exc:
             log.error("final evaluation failed: %s", exc)
         self._write_status()
+        if self.web is not None:
+            self.web.stop()
         self.publisher.stop("shutdown")
         self.outbox_depth_at_stop = int(self.publisher.outbox_depth_at_close)
         self.inference_mode_at_stop = self.models.mode
@@ -276,6 +227,15 @@ class Daemon:
             completeness=fc.completeness,
             thresholds_mm={"primary": fc.threshold_mm},
         )
+        self.history.record_forecast(
+            t=now,
+            valid_from=result.valid_from,
+            horizon_s=result.horizon_s,
+            value_mm=fc.displacement_mm,
+            lo_mm=fc.interval_mm[0],
+            hi_mm=fc.interval_mm[1],
+            model=result.model_version,
+        )
 
     def _last_level(self) -> int:
         return int(self._last_result.published_level) if self._last_result is not None else 0
@@ -313,6 +273,9 @@ class Daemon:
         if result is None:
             return
         self._riskmap_key, self._riskmap_t, self._spatial = key, now, result.spatial
+        save_riskmap(
+            self.state_dir, result.probability, t=now, threshold=result.spatial.probability_threshold
+        )
         self.publisher.publish_riskmap(
             result.summary,
             level=self._last_level(),
@@ -423,7 +386,9 @@ class Daemon:
 
     def _write_status(self) -> None:
         try:
-            write_json_atomic(self.state_dir / "status.json", self.status())
+            status = self.status()
+            write_json_atomic(self.state_dir / "status.json", status)
+            self.history.record_status(status)
         except OSError as exc:
             self.counters["status_write_failed"] += 1
             log.warning("status file not written: %s", exc)

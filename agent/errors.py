@@ -129,6 +129,19 @@ class CommandRejected(PublishError):
         self.reason = reason
 
 
+# --- reports, status page, metrics -----------------------------------------------------------------
+class ReportError(LewsError):
+    """A report cannot be made from the given state (missing store, unreadable status, bad window)."""
+
+
+class WebError(LewsError):
+    """The local status page cannot start (address in use, unreadable password file, bad settings)."""
+
+
+class SupportArchiveError(LewsError):
+    """`agent diagnose --bundle` cannot write the support archive."""
+
+
 # --- toolchain -------------------------------------------------------------------------------------
 class TrainingError(LewsError):
     """Training or evaluation cannot proceed with the given runs/data."""

@@ -1,0 +1,1 @@
+"""`agent report`: PNG/HTML plots of the last N days of the daemon state (docs/report-and-status-page.md)."""
