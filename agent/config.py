@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.diagnose.settings import DiagnoseSettings
 from agent.errors import ConfigError
 from agent.inference.settings import InferenceSettings
 from agent.publish.settings import MqttSettings
@@ -102,6 +103,9 @@ class AgentConfig(BaseModel):
     warning: WarningSettings = Field(default_factory=WarningSettings, description="Warning rules.")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker, outbox, commands.")
     web: WebSettings = Field(default_factory=WebSettings, description="Local status page and metrics.")
+    diagnose: DiagnoseSettings = Field(
+        default_factory=DiagnoseSettings, description="What `agent diagnose` checks on this site."
+    )
 
 
 def _check_file_safety(path: Path) -> None:

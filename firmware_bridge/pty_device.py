@@ -35,6 +35,7 @@ class PtyDevice:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._fds: tuple[int, int] | None = None
+        self._io = threading.RLock()  # held around every syscall on the master fd
         self.port = ""
         self.plug()
         self._thread = threading.Thread(target=self._run, name="pty-device", daemon=True)
@@ -44,7 +45,7 @@ class PtyDevice:
         """Connect the device to a new pty (a re-enumerated adapter); returns its path."""
         master, slave = os.openpty()
         tty.setraw(slave)
-        with self._lock:
+        with self._io, self._lock:
             old, self._fds = self._fds, (master, slave)
             self.port = os.ttyname(slave)
         if old is not None:
@@ -53,7 +54,7 @@ class PtyDevice:
 
     def unplug(self) -> None:
         """Pull the cable: the tty disappears, the gateway's reads fail, the device keeps running."""
-        with self._lock:
+        with self._io, self._lock:
             old, self._fds = self._fds, None
         if old is not None:
             self._close(old)
@@ -90,16 +91,17 @@ class PtyDevice:
         view = memoryview(data)
         deadline = time.monotonic() + self.write_timeout_s
         while view:
-            master = self._master()
-            if master is None:
-                break
-            try:
-                _, ready, _ = select.select([], [master], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
+            with self._io:  # unplug() waits for this: the fd cannot be closed (and reused) under us
+                master = self._master()
+                if master is None:
                     break
-                n = os.write(master, view)
-            except OSError:  # unplugged while writing
-                break
+                try:
+                    _, ready, _ = select.select([], [master], [], max(0.0, deadline - time.monotonic()))
+                    if not ready:
+                        break
+                    n = os.write(master, view)
+                except OSError:  # unplugged while writing
+                    break
             self.bytes_written += n
             view = view[n:]
         self.bytes_dropped += len(view)
@@ -119,8 +121,11 @@ class PtyDevice:
                 self._stop.wait(wait)
                 continue
             try:
-                readable, _, _ = select.select([master], [], [], wait)
-                data = os.read(master, 4096) if readable else b""
+                with self._io:
+                    if self._master() != master:
+                        continue  # unplugged or replugged since: read the new one next time
+                    readable, _, _ = select.select([master], [], [], wait)
+                    data = os.read(master, 4096) if readable else b""
             except OSError:  # unplugged while waiting
                 continue
             if data:
