@@ -13,9 +13,10 @@ from pydantic import ValidationError
 from agent.errors import ConfigError
 from agent.features.samples import Sample
 from agent.features.store import Store
+from agent.sensors.decoders import BridgeDecoder
 from agent.sensors.gnss import Reference
 from agent.sensors.gnss_sim import SimConfig, Trajectory, simulate
-from agent.sensors.pipeline import BridgeDecoder, Pipeline, QueueSubscriber
+from agent.sensors.pipeline import Pipeline, QueueSubscriber
 from agent.sensors.settings import SensorsConfig, SerialPortConfig, StoreConfig
 from firmware_bridge.device_model import generate_frames
 from firmware_bridge.pty_device import PtyDevice

@@ -89,6 +89,11 @@ class Store:
         self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._channel_ids: dict[str, int] = {}
         self._wconn = self._open_writer()
+        # The retention counts back from the newest sample kept, also after a reopen (a replayed or
+        # demo store must not be pruned against the wall clock by its first write).
+        newest = self._wconn.execute("SELECT MAX(t) FROM samples").fetchone()[0]
+        if newest is not None:
+            self._newest_t = float(newest)
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 

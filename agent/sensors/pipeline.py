@@ -19,14 +19,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any, Protocol
+from typing import Any
 
-from agent.errors import ConfigError, LewsError
+from agent.errors import LewsError
 from agent.features.aggregate import DAY_S, HOUR_S, Expectations, StepTable, step_start
 from agent.features.samples import Sample
 from agent.features.store import Store
-from agent.sensors.seismic import SeismicConfig, SeismicProcessor
-from agent.sensors.settings import SensorsConfig, SerialPortConfig
+from agent.sensors.decoders import PortDecoder, make_decoder
+from agent.sensors.settings import SensorsConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,87 +35,7 @@ RawSink = Callable[[str, float, bytes], None]  # (port name, t, bytes) for captu
 # Port kind <-> capture file format (agent/sensors/capture.py); a GNSS port carries UBX and NMEA.
 CAPTURE_FORMAT: dict[str, str] = {"gnss": "ubx", "bridge": "bridge"}
 KIND_OF_FORMAT: dict[str, str] = {"ubx": "gnss", "nmea": "gnss", "bridge": "bridge"}
-
-
-class PortDecoder(Protocol):
-    """Bytes of one port -> samples. Stateful; used by one thread at a time."""
-
-    def feed(self, t: float, data: bytes) -> list[Sample]: ...
-
-    def finish(self) -> list[Sample]: ...
-
-    def counters(self) -> dict[str, Any]: ...
-
-
-class GnssDecoder:
-    """UBX/NMEA receiver stream (agent.sensors.gnss); epochs carry the receiver's own time."""
-
-    def __init__(self, cfg: SensorsConfig) -> None:
-        from agent.sensors.gnss import GnssConfig, GnssProcessor
-
-        if cfg.gnss.reference is None:
-            raise ConfigError(
-                "a gnss port is enabled but sensors.gnss.reference is not set",
-                fix="set sensors.gnss.reference {lat, lon, h_m} to the surveyed reference position",
-            )
-        self._now = math.nan
-        self.proc = GnssProcessor(GnssConfig.from_mapping(cfg.gnss.processor_mapping()), clock=self._clock)
-
-    def _clock(self) -> float:
-        return self._now if math.isfinite(self._now) else time.time()
-
-    def feed(self, t: float, data: bytes) -> list[Sample]:
-        self._now = t  # NMEA without a date is dated by the receive time
-        return self.proc.feed(data)
-
-    def finish(self) -> list[Sample]:
-        return self.proc.finish()
-
-    def counters(self) -> dict[str, Any]:
-        return self.proc.counters()
-
-
-class BridgeDecoder:
-    """Site microcontroller (firmware_bridge): rain, wire, heartbeat samples; SEISMIC blocks -> seismic."""
-
-    def __init__(self, cfg: SensorsConfig, name: str) -> None:
-        from agent.sensors.bridge_device import BridgeDevice
-        from firmware_bridge.reader import FrameDecoder
-
-        self.frames = FrameDecoder(name=name)
-        self.device = BridgeDevice(
-            mm_per_tip=cfg.rain.mm_per_tip,
-            max_rain_mm_per_h=cfg.rain.max_mm_per_h,
-            max_skew_s=cfg.device.max_skew_s,
-            name=name,
-        )
-        self.seismic = _seismic_processor(cfg)
-
-    def feed(self, t: float, data: bytes) -> list[Sample]:
-        out: list[Sample] = []
-        for frame in self.frames.decode(data):
-            res = self.device.handle(frame, t)
-            out.extend(res.samples)
-            block = res.seismic
-            if block is not None:
-                out.extend(
-                    self.seismic.feed(block.t0, block.first_index, block.rate_hz, block.gain, block.counts)
-                )
-        return out
-
-    def finish(self) -> list[Sample]:
-        return list(self.seismic.finish())
-
-    def counters(self) -> dict[str, Any]:
-        return {
-            "frames": self.frames.counters.as_dict(),
-            "device": asdict(self.device.counters),
-            "seismic": dict(self.seismic.counters),
-        }
-
-
-def _seismic_processor(cfg: SensorsConfig) -> SeismicProcessor:
-    return SeismicProcessor(SeismicConfig(**cfg.seismic.processor_kwargs()))
+STATE_SCOPE = "decoder_state:"  # store counters scope of a port's resumable decoder state
 
 
 def flatten_counts(tree: Any, prefix: str = "") -> dict[str, int]:
@@ -127,12 +47,6 @@ def flatten_counts(tree: Any, prefix: str = "") -> dict[str, int]:
     elif isinstance(tree, bool | int) or (isinstance(tree, float) and math.isfinite(tree)):
         out[prefix] = int(tree)
     return out
-
-
-def make_decoder(port: SerialPortConfig, cfg: SensorsConfig) -> PortDecoder:
-    if port.kind == "gnss":
-        return GnssDecoder(cfg)
-    return BridgeDecoder(cfg, port.name)
 
 
 class QueueSubscriber:
@@ -188,6 +102,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._stepper: threading.Thread | None = None
         self._capture: Any = None  # agent.sensors.capture.CaptureWriter while capturing
+        self._saved_state: dict[str, dict[str, int]] = {}
+        self._restore_states()
         self._dirty: dict[int, float] = {DAY_S: math.inf, HOUR_S: math.inf}  # see refresh_steps
         self._open_day_done = -math.inf  # monotonic time the open day was last computed
         # A sample must lie in [read time - lag, read time + lead]; else it is dropped and counted.
@@ -222,7 +138,32 @@ class Pipeline:
         samples = self._plausible(samples, t)
         self._last_read[port] = t
         self.emit(port, samples)
+        self._persist_state(port, decoder)
         return samples
+
+    def _persist_state(self, port: str, decoder: PortDecoder) -> None:
+        """Queue the decoder's resumable state behind the samples it produced: the store commits its
+        queue in order, so after a crash the saved state always matches the samples kept (no rain
+        counted twice, none lost between the last frame before a restart and the first after)."""
+        state_fn = getattr(decoder, "state", None)
+        if self.store is None or state_fn is None:
+            return
+        state = state_fn()
+        if state is not None and state != self._saved_state.get(port):
+            self.store.put_counters(STATE_SCOPE + port, state)
+            self._saved_state[port] = state
+
+    def _restore_states(self) -> None:
+        if self.store is None:
+            return
+        saved = self.store.counters()
+        for port, decoder in self.decoders.items():
+            values = saved.get(STATE_SCOPE + port)
+            restore = getattr(decoder, "restore", None)
+            if values and restore is not None:
+                restore(values)
+                self._saved_state[port] = dict(values)
+                log.info("%s: resumed decoder state %s", port, values)
 
     def _plausible(self, samples: list[Sample], t_read: float) -> list[Sample]:
         """Drop (and count) samples whose time is implausibly far from the read time.
