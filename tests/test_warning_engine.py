@@ -120,6 +120,20 @@ def test_validity_window_expires_an_unconfirmed_level() -> None:
     assert "expired" in r.events[0].explanation.cause
 
 
+def test_a_silent_site_never_expires_to_normal() -> None:
+    """When every source goes quiet (the wire included), nothing says the danger is over: the level is
+    held past the validity window and counted, and it expires only once some source reports again."""
+    eng = engine()
+    assert eng.evaluate(snap(T0, forecast_mm=6.0), T0).published_level == Level.WATCH
+    for dt in (26 * H, 3 * DAY, 10 * DAY):
+        r = eng.evaluate(snap(T0 + dt, wire=None, forecast_mm=None), T0 + dt)
+        assert r.published_level == Level.WATCH and r.events == []
+        assert {"wire", "forecast"} <= set(r.explanation.no_data)
+    assert eng.state.counters["held_without_any_data"] == 3
+    back = eng.evaluate(snap(T0 + 11 * DAY, forecast_mm=None), T0 + 11 * DAY)  # the wire reports again
+    assert back.published_level == Level.NORMAL and kinds(back) == ["resolve"]
+
+
 def test_reconfirmation_extends_validity() -> None:
     eng = engine()
     eng.evaluate(snap(T0, forecast_mm=6.0), T0)

@@ -144,12 +144,15 @@ class MqttLink:
         self._client.connect_async(s.host, s.effective_port, keepalive=s.keepalive_s, **kwargs)
 
     def stop(self, final: Sequence[DirectMessage] = (), drain_s: float = 2.0) -> None:
-        """Wait up to ``drain_s`` for in-flight acks, publish ``final`` (e.g. offline status), disconnect."""
+        """While connected, wait up to ``drain_s`` for the outbox to empty and in-flight acks to come
+        back (what remains stays queued for the next start), publish ``final`` (e.g. offline status),
+        disconnect."""
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and self.connected.is_set():
             with self._lock:
-                if not self._inflight:
+                if not self._inflight and self.outbox.depth == 0:
                     break
+            self.wake()
             time.sleep(0.02)
         if self.connected.is_set():
             for msg in final:

@@ -223,6 +223,10 @@ class WarningEngine:
                 cause = (
                     f"evidence fell below the hysteresis band of level {int(cur)} after {held / 3600:.1f} h"
                 )
+            elif now - confirmed_at >= cfg.alert.validity_s.for_level(cur) and not data:
+                # Every source is silent: nothing says the danger is over. Hold the level (the
+                # explanation lists the sources without data) instead of announcing "normal".
+                self._count("held_without_any_data")
             elif now - confirmed_at >= cfg.alert.validity_s.for_level(cur):
                 new = support
                 age_h = (now - confirmed_at) / 3600
