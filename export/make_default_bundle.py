@@ -95,8 +95,11 @@ def write_demo_site_raster(out: Path, size: int = 256, seed: int = 11) -> Path:
 
     scene = make_scene(np.random.default_rng(seed), size=size)
     out.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {name: np.asarray(a, dtype=np.float32) for name, a in scene.static.items()}
-    np.savez_compressed(out, **arrays, synthetic=np.array(True))
+    arrays: dict[str, np.ndarray] = {
+        name: np.asarray(a, dtype=np.float32) for name, a in scene.static.items()
+    }
+    arrays["synthetic"] = np.array(True)
+    np.savez_compressed(out, allow_pickle=False, **arrays)
     log.info("demo site raster %s: %dx%d, channels %s (SYNTHETIC)", out, size, size, sorted(arrays))
     return out
 
