@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class SiteConfig(BaseModel):
     """Who this gateway is: names used in MQTT topics and every payload."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     site: str = Field(
         default="demo-site",
@@ -46,7 +46,7 @@ class SiteConfig(BaseModel):
 class DaemonConfig(BaseModel):
     """Timings of the daemon's own loops."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     state_dir: Path = Field(
         default=Path("/var/lib/lews-agent"),
@@ -91,7 +91,7 @@ class DaemonConfig(BaseModel):
 class AgentConfig(BaseModel):
     """The whole agent configuration (`agent config example` prints it with every field described)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     site: SiteConfig = Field(default_factory=SiteConfig, description="Identity of this gateway.")
     daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="Daemon loops and state.")

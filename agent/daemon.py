@@ -20,7 +20,7 @@ from typing import Any
 
 from agent import __version__
 from agent.config import AgentConfig
-from agent.errors import LewsError
+from agent.errors import LewsError, StoreError
 from agent.features.aggregate import DAY_S, HOUR_S
 from agent.features.samples import Sample
 from agent.features.store import Store
@@ -314,10 +314,7 @@ class Daemon:
         now = self.clock()
         with self._lock:
             wire = self._wire
-        if self.cfg.daemon.refresh_steps_each_evaluation:
-            self.pipeline.refresh_steps(start=min(self._refreshed_until, now) - HOUR_S, end=now)
-            self._refreshed_until = now
-        self.store.flush()
+        self._commit_store(now)
         self._model_updates()
         self._maybe_forecast(now)
         result = self.engine.evaluate(self.snapshot(now, wire), now)
@@ -346,11 +343,31 @@ class Daemon:
         return f"acknowledged {event.alert_id} by {req.by}"
 
     # ---- telemetry, status, watchdog ----------------------------------------------------------------
+    def _commit_store(self, now: float, *, steps: bool = True) -> None:
+        """Commit queued samples (and, in compressed time, the steps touched). A full or failing store
+        must not stop the engine: the store keeps what it could not write and retries; the sources
+        whose data is missing become "no data", and the wire alarm (in memory) is still graded."""
+        try:
+            if steps and self.cfg.daemon.refresh_steps_each_evaluation:
+                self.pipeline.refresh_steps(start=min(self._refreshed_until, now) - HOUR_S, end=now)
+                self._refreshed_until = now
+            self.store.flush()
+        except StoreError as exc:
+            self.counters["store_unavailable"] += 1
+            if self.counters["store_unavailable"] == 1 or self.counters["store_unavailable"] % 100 == 0:
+                log.error(
+                    "store unavailable (%d times): %s; evaluating with what it holds",
+                    self.counters["store_unavailable"],
+                    exc,
+                )
+
     def _telemetry(self) -> None:
         """Per-sensor summaries of the samples since the last run (in data time)."""
         now = self.clock()
         start, self._telemetry_from = self._telemetry_from, now
-        self.store.flush()  # samples stamped before `now` are committed before they are read
+        self._commit_store(
+            now, steps=False
+        )  # samples stamped before `now` are committed before they are read
         data = self.store.read_samples(start, now)
         for sensor, channels in TELEMETRY_CHANNELS.items():
             vals = {c: data[c][1] for c in channels if c in data and data[c][1].size}

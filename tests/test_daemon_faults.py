@@ -4,6 +4,7 @@ the broker stopped for seconds, and the agent killed with SIGKILL and restarted.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import time
@@ -20,6 +21,7 @@ from agent.daemon import Daemon
 from agent.demo.harness import SubprocessSite
 from agent.demo.run import SimClock, Simulators, demo_config_data
 from agent.demo.scenario import DAY, START_UTC, WIRE_TRIP_DAY, storm
+from agent.publish.topics import TOPICS
 from agent.publish.watch import TopicWatcher
 
 pytestmark = pytest.mark.faults
@@ -53,9 +55,7 @@ def test_broker_outage_mid_storm_loses_nothing_and_marks_the_backlog_historical(
     scenario = storm()
     speed = scenario.days * DAY / SCENARIO_REAL_S
     sims = Simulators(scenario, speed)
-    data = demo_config_data(
-        tmp_path, mosquitto.host, mosquitto.port, sims.gnss_path, sims.bridge_path, speed
-    )
+    data = demo_config_data(tmp_path, mosquitto.host, mosquitto.port, sims.gnss_path, sims.bridge_path, speed)
     data["mqtt"].update(reconnect_max_s=2)
     data["mqtt"]["outbox"]["historical_after_s"] = HISTORICAL_AFTER_S
     clock = SimClock(speed)
@@ -86,12 +86,19 @@ def test_broker_outage_mid_storm_loses_nothing_and_marks_the_backlog_historical(
     assert invalid_payloads(received) == []
     msgs = unique(received)
     counters = daemon.publisher.outbox.counters
-    stats = daemon.publisher.stats()["outbox"]
-    # Nothing lost: every message the daemon committed to its outbox arrived (once de-duplicated).
-    assert stats["dropped"] == {} and counters["coalesced"] == 0
-    assert daemon.outbox_depth_at_stop == 0
-    assert len(msgs) == counters["enqueued"], (len(msgs), dict(counters), per_topic(msgs))
-    assert counters["acked"] == counters["enqueued"]
+    # Nothing lost: every message the daemon committed to its outbox arrived (once de-duplicated), except
+    # those a newer one replaced while unsent on a "latest value" topic (riskmap: coalesced, counted).
+    assert not +daemon.publisher.outbox.dropped
+    # (A riskmap already in flight when a newer one replaces it is counted as coalesced and still
+    # arrives: hence a range, not an equality, when riskmaps coalesced. What the final evaluation at
+    # stop() queued and the broker had not acknowledged yet stays in the outbox for the next start.)
+    left = daemon.outbox_depth_at_stop
+    assert 0 <= left <= 3
+    floor = counters["enqueued"] - counters["coalesced"] - left
+    assert floor <= len(msgs) <= counters["enqueued"], (len(msgs), dict(counters), per_topic(msgs))
+    assert counters["acked"] >= floor
+    coalescing = {spec.suffix for spec in TOPICS.values() if spec.coalesce}
+    assert counters["coalesced"] == 0 or coalescing <= {"riskmap", "status"}
 
     # The outage really covered the storm: events and the wire trip were queued while it was down.
     events = alert_events(received)
@@ -113,3 +120,91 @@ def test_broker_outage_mid_storm_loses_nothing_and_marks_the_backlog_historical(
             assert p["queued_s"] > HISTORICAL_AFTER_S and p["original_time"]
     live = [p for p in json_msgs if _t(p["time"]) < down - speed]  # sent well before the outage
     assert live and not any(p["historical"] for p in live)
+
+
+def _outbox_rows(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+
+def _status(site: SubprocessSite) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((site.state_dir / "status.json").read_text(encoding="utf-8"))
+    return data
+
+
+def test_kill9_mid_storm_loses_no_alert_and_resumes_the_alert(mosquitto, tmp_path: Path) -> None:
+    seed = int(os.environ.get("LEWS_KILL_SEED") or random.SystemRandom().randrange(1 << 30))
+    kill_day = random.Random(seed).uniform(45.0, 53.0)  # an alert is open: storm, surge, before the trip
+    why = f"seed {seed}, SIGKILL at scenario day {kill_day:.2f} (log: {tmp_path / 'daemon.log'})"
+    # 64 days: the devices keep running after the 55 storm days, so a late kill still has a restarted
+    # daemon reading live frames (a restart takes 2-4 real s = 4-7 scenario days at this compression).
+    scenario = storm(days=64.0)
+    speed = 55.0 * DAY / 30.0
+    # A restart takes 2-4 real seconds: 4-7 scenario days at this compression, with no sensor data read.
+    # Scale the alert validity (26 h: a level expires when nothing re-confirms it) as the demo scales its
+    # freshness limits, so the ongoing alert is expected to survive the restart.
+    validity = {"advisory": 10 * DAY, "watch": 10 * DAY, "warning": 10 * DAY}
+    overrides = {"warning": {"alert": {"validity_s": validity}}}
+    site = SubprocessSite(scenario, tmp_path, mosquitto.host, mosquitto.port, speed, overrides)
+    watcher = _persistent_watcher(mosquitto.host, mosquitto.port, "lews-test-kill9")
+    try:
+        site.start()
+        assert site.daemon is not None
+        while _day(site.scenario_time()) < kill_day:
+            time.sleep(0.01)
+        level_before = _status(site)["published_level"]
+        site.daemon.kill9()
+        restarted = time.time()
+        site.restart()
+        # A restart takes 2-4 real s here (= 4-7 scenario days): the trip may come before, during or after
+        # it. Either way the restarted daemon must read the tripped wire and publish it.
+        watcher.wait_for(
+            lambda ms: any(
+                m.t > restarted and kind_of(m.topic) == "wire" and b'"state":1,' in m.payload for m in ms
+            ),
+            20.0,
+        )
+        while _day(site.scenario_time()) < 62.0:
+            time.sleep(0.1)
+        deadline = time.monotonic() + 15.0
+        while _status(site)["publish"]["outbox"]["depth"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        final = _status(site)
+    finally:
+        code = site.stop()
+    watcher.wait_for(lambda ms: any(b'"offline"' in m.payload for m in ms if m.topic.endswith("status")), 5)
+    watcher.stop()
+    assert code == 0, why
+
+    # The restarted daemon drained what the killed one left, and nothing is left now.
+    assert final["publish"]["outbox"]["depth"] == 0, why
+    # At SIGTERM the link waits only for messages already in flight: what the final evaluation queued
+    # a moment before may stay in the outbox (kept, sent at the next start), never more than that.
+    assert _outbox_rows(site.outbox_path) <= 3, why
+    assert final["daemon"].get("engine_state_unreadable", 0) == 0, why
+
+    received = watcher.snapshot()
+    assert invalid_payloads(received) == [], why
+    events = alert_events(received)
+    # No event lost and no second trigger for the ongoing alert: the global seq is gapless, each
+    # alert's events link to the previous one, and a new alert starts only after a resolve.
+    assert chain_problems(events) == [], why
+    assert level_before is not None and level_before >= 1, why
+    story = [(round(_day(_t(e["time"])), 2), e["event_type"], e["level"], e["summary"][:90]) for e in events]
+    assert len({e["alert_id"] for e in events if e["event_type"] == "trigger"}) == 1, (why, story)
+    # No level 3 lost: the wire trip (possibly read only after the restart) gives a level-3 event naming
+    # the wire. (Which source raised level 3 first is the storm test's business: after a multi-day data
+    # gap the inverse-velocity fit may get there first.)
+    wire3 = [
+        e
+        for e in events
+        if e["level"] == 3
+        and _day(_t(e["time"])) >= WIRE_TRIP_DAY
+        and "wire" in e["event"]["explanation"]["contributing"]
+    ]
+    assert wire3, (why, story)
+    tripped = [m.json() for m in unique(received) if kind_of(m.topic) == "wire" and m.json()["state"] == 1]
+    assert tripped and all(w["level"] == 3 for w in tripped), why
+    retained_alerts = [m.json() for m in unique(received) if kind_of(m.topic) == "alert"]
+    assert retained_alerts[-1]["level"] == 3, why
+    assert "wire" in retained_alerts[-1]["explanation"]["contributing"], why

@@ -109,6 +109,7 @@ def chain_problems(events: list[dict[str, Any]], first_seq: int = 1) -> list[str
     if seqs != list(range(first_seq, first_seq + len(seqs))):
         problems.append(f"event seq not gapless from {first_seq}: {seqs}")
     last_of: dict[str, str] = {}
+    open_alert: str | None = None
     for e in events:
         aid, eid, prev = str(e["alert_id"]), str(e["event_id"]), e["prev_event_id"]
         if aid not in last_of:
@@ -116,6 +117,12 @@ def chain_problems(events: list[dict[str, Any]], first_seq: int = 1) -> list[str
                 problems.append(f"alert {aid} starts with {e['event_type']} (prev {prev})")
         elif prev != last_of[aid]:
             problems.append(f"event {eid} links to {prev}, expected {last_of[aid]}")
+        if e["event_type"] == "trigger":
+            if open_alert is not None:
+                problems.append(f"alert {aid} triggered while alert {open_alert} was still open")
+            open_alert = aid
+        elif e["event_type"] == "resolve":
+            open_alert = None
         last_of[aid] = eid
     return problems
 
@@ -126,11 +133,21 @@ def per_topic(messages: list[Received]) -> Counter[str]:
 
 # ---- tests of the checks and of the harness pieces ---------------------------------------------------
 def _event(seq: int, alert: str, kind: str, prev: str | None) -> dict[str, Any]:
-    return {"seq": seq, "alert_id": alert, "event_id": f"{alert}.{seq}", "prev_event_id": prev, "event_type": kind}
+    return {
+        "seq": seq,
+        "alert_id": alert,
+        "event_id": f"{alert}.{seq}",
+        "prev_event_id": prev,
+        "event_type": kind,
+    }
 
 
 def test_chain_problems_finds_gaps_and_broken_links() -> None:
-    good = [_event(1, "a", "trigger", None), _event(2, "a", "update", "a.1"), _event(3, "a", "resolve", "a.2")]
+    good = [
+        _event(1, "a", "trigger", None),
+        _event(2, "a", "update", "a.1"),
+        _event(3, "a", "resolve", "a.2"),
+    ]
     good.append(_event(4, "b", "trigger", None))
     assert chain_problems(good) == []
     gap = [good[0], good[2]]
@@ -139,6 +156,8 @@ def test_chain_problems_finds_gaps_and_broken_links() -> None:
     second_trigger = [_event(1, "a", "trigger", None), _event(2, "a", "trigger", None)]
     assert any("links to None" in p for p in chain_problems(second_trigger))
     assert any("starts with update" in p for p in chain_problems([_event(1, "c", "update", "x.0")]))
+    retrigger = [_event(1, "a", "trigger", None), _event(2, "b", "trigger", None)]
+    assert any("while alert a was still open" in p for p in chain_problems(retrigger))
 
 
 def test_toml_text_round_trips_the_demo_config(tmp_path: Path) -> None:

@@ -1,16 +1,17 @@
-"""`agent demo` end to end against a real mosquitto: the SYNTHETIC storm scenario (simulators on ptys ->
-daemon -> outbox -> MQTT), judged only from what a separate subscriber received."""
+"""`agent demo --broker HOST:PORT --json` (the CLI, as a subprocess) end to end against a real mosquitto:
+the SYNTHETIC storm scenario (simulators on ptys -> daemon -> outbox -> MQTT), judged only from what a
+separate subscriber received and from the JSON summary on the last line of stdout."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 from test_daemon_support import alert_events, chain_problems, invalid_payloads, kind_of, unique
 
-from agent.demo.run import run_demo
 from agent.publish.watch import TopicWatcher
 
 DURATION_S = 24.0
@@ -20,26 +21,22 @@ def _t(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def test_storm_reaches_watch_before_the_wire_and_warning_with_it(
-    mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_storm_reaches_watch_before_the_wire_and_warning_with_it(mosquitto, tmp_path: Path) -> None:
     watcher = TopicWatcher(mosquitto.host, mosquitto.port, "lews/v1/#").start()
+    cmd = [sys.executable, "-m", "agent.cli", "demo", "--duration", f"{DURATION_S:g}"]
+    cmd += ["--broker", f"{mosquitto.host}:{mosquitto.port}", "--json", "--workdir", str(tmp_path / "demo")]
     try:
-        code = run_demo(
-            duration=DURATION_S,
-            broker=f"{mosquitto.host}:{mosquitto.port}",
-            json_out=True,
-            speed=0.0,
-            workdir=tmp_path / "demo",
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION_S + 60)
+        watcher.wait_for(
+            lambda ms: any(kind_of(m.topic) == "status" and b'"offline"' in m.payload for m in ms), 5
         )
-        watcher.wait_for(lambda ms: any(kind_of(m.topic) == "status" and b'"offline"' in m.payload for m in ms), 5)
     finally:
         watcher.stop()
-    assert code == 0
+    assert proc.returncode == 0, proc.stderr[-3000:]
     received = watcher.snapshot()
 
     # The last line of stdout is the JSON summary.
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"messages_published", "max_level", "levels"} <= set(summary)
     assert summary["max_level"] == 3 and summary["levels"][-1] == 3
     assert summary["messages_published"] >= len(unique(received))

@@ -23,6 +23,7 @@ from typing import Any
 from agent.demo.run import Simulators, demo_config_data
 from agent.demo.scenario import START_UTC, DemoScenario
 from agent.errors import ConfigError
+from firmware_bridge.pty_device import PtyDevice
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,12 @@ class SubprocessSite:
         port: int,
         speed: float,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        bridge: PtyDevice | None = None,
     ) -> None:
+        """``overrides``: config sections merged over the demo's; ``bridge``: an instrumented device."""
         self.scenario, self.workdir, self.speed = scenario, workdir, speed
         workdir.mkdir(parents=True, exist_ok=True)
-        self.sims = Simulators(scenario, speed)
+        self.sims = Simulators(scenario, speed, bridge=bridge)
         data = demo_config_data(workdir, host, port, self.sims.gnss_path, self.sims.bridge_path, speed)
         for section, values in (overrides or {}).items():
             _merge(data.setdefault(section, {}), values)

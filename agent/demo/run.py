@@ -139,6 +139,9 @@ def demo_config_data(
             "device": {"heartbeat_period_s": 1800.0},
         },
         "store": {"path": str(workdir / "store.sqlite")},
+        # any free port: a demo (or a test running one) must not fail because 8080 is taken; the
+        # daemon logs the page's URL ("status page on http://...")
+        "web": {"port": 0},
         "inference": {
             "bundle_dir": str(REPO_BUNDLE / "demo"),
             "public_key": str(REPO_BUNDLE / "demo-keys" / "signing.pub"),

@@ -93,8 +93,9 @@ def trajectory(days: float = DAYS, step_days: float = 0.25) -> Trajectory:
     )
 
 
-def storm(seed: int = 7, gnss_period_s: float = 900.0) -> DemoScenario:
-    duration = DAYS * DAY
+def storm(seed: int = 7, gnss_period_s: float = 900.0, days: float = DAYS) -> DemoScenario:
+    """The demo's storm; ``days`` > 55 lets the devices run on after the trip (the slide at 14 mm/day)."""
+    duration = days * DAY
     bridge = Scenario(
         duration_s=duration,
         start_utc=START_UTC,
@@ -108,7 +109,7 @@ def storm(seed: int = 7, gnss_period_s: float = 900.0) -> DemoScenario:
     )
     gnss = SimConfig(
         reference=REFERENCE,
-        trajectory=trajectory(),
+        trajectory=trajectory(days),
         start_utc=START_UTC,
         rate_hz=1.0 / gnss_period_s,
         duration_s=duration,
@@ -117,4 +118,4 @@ def storm(seed: int = 7, gnss_period_s: float = 900.0) -> DemoScenario:
         emit=("NAV-PVT", "NAV-HPPOSLLH"),  # HPPOSLLH: 0.1 mm resolution (NAV-PVT alone: ~1 cm)
         seed=seed,
     )
-    return DemoScenario(bridge, gnss, DAYS, START_UTC + WIRE_TRIP_DAY * DAY)
+    return DemoScenario(bridge, gnss, days, START_UTC + WIRE_TRIP_DAY * DAY)

@@ -149,23 +149,14 @@ class ModelManager:
     def start(self) -> dict[str, Any]:
         """Load the active slot (or inference.bundle_dir); on failure the previous slot; else rules-only."""
         with self._lock:
-            candidates: list[tuple[Path, str | None]] = []
             self._reasons = []
-            if self._ab is not None:
-                if self._ab.active() is None:
-                    try:
-                        first, _ = self._ab.stage(self.settings.bundle_dir)
-                        self._ab.activate(first, reason=f"first start from {self.settings.bundle_dir}")
-                    except LewsError as exc:
-                        self._reasons.append(f"cannot install {self.settings.bundle_dir}: {exc}")
-                active = self._ab.active()
-                if active is not None:
-                    candidates.append((self._ab.slot_dir(active), active))
-                prev = self._ab.previous()
-                if prev is not None:
-                    candidates.append((self._ab.slot_dir(prev), prev))
-            else:
-                candidates.append((Path(self.settings.bundle_dir), None))
+            direct: list[tuple[Path, str | None]] = [(Path(self.settings.bundle_dir), None)]
+            try:
+                candidates = self._slot_candidates() if self._ab is not None else direct
+            except LewsError as exc:  # e.g. a torn active.json: never let it stop the agent
+                self._reasons.append(f"model slots unreadable ({exc}); using {self.settings.bundle_dir}")
+                log.error("inference: %s", self._reasons[-1])
+                candidates = direct
             for path, slot in candidates:
                 loaded, reasons = self.load(path)
                 self._reasons.extend(reasons)
@@ -180,6 +171,23 @@ class ModelManager:
             if self._loaded is None:
                 log.error("inference: RULES-ONLY mode: %s", "; ".join(self._reasons))
             return self.status()
+
+    def _slot_candidates(self) -> list[tuple[Path, str | None]]:
+        """The active slot, then the previous one (installing inference.bundle_dir at first start)."""
+        ab = self._ab
+        if ab is None:
+            return []
+        if ab.active() is None:
+            try:
+                first, _ = ab.stage(self.settings.bundle_dir)
+                ab.activate(first, reason=f"first start from {self.settings.bundle_dir}")
+            except LewsError as exc:
+                self._reasons.append(f"cannot install {self.settings.bundle_dir}: {exc}")
+        out: list[tuple[Path, str | None]] = []
+        for slot in (ab.active(), ab.previous()):
+            if slot is not None:
+                out.append((ab.slot_dir(slot), slot))
+        return out
 
     # ------------------------------------------------------------------ running
     @property

@@ -15,7 +15,7 @@ DEMO_PUBLIC_KEY = _REPO / "bundles" / "demo-keys" / "signing.pub"
 
 
 class InferenceSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     bundle_dir: Path = Field(
         default=DEMO_BUNDLE,

@@ -183,8 +183,14 @@ def read_index(directory: Path) -> CaptureIndex:
         raise CaptureError(
             f"{path}: format_version is not {FORMAT_VERSION}", fix="use a matching agent version"
         )
+    raw_ports = doc.get("ports") or {}
+    if not isinstance(raw_ports, dict):
+        raise CaptureError(
+            f"{path}: 'ports' is a {type(raw_ports).__name__}, not an object of port name -> entry",
+            fix="restore the index or re-record",
+        )
     ports: dict[str, PortEntry] = {}
-    for name, p in (doc.get("ports") or {}).items():
+    for name, p in raw_ports.items():
         if not isinstance(p, dict) or p.get("format") not in FORMATS or not isinstance(p.get("file"), str):
             raise CaptureError(
                 f"{path}: port {name!r} lacks a file or a format in {FORMATS}", fix="fix the index"

@@ -29,7 +29,7 @@ FACTORS: tuple[str, ...] = ("slope", "dem", "ndvi", "ndwi", "smi", "ndbi")
 class FactorRange(BaseModel):
     """Reference range of one factor for min-max scaling: ``lo`` maps to 0 and ``hi`` to 1 (clipped)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     lo: float = Field(description="Value that scales to 0 (e.g. 0 deg slope, site's lowest DEM).")
     hi: float = Field(description="Value that scales to 1 (e.g. 60 deg slope, site's highest DEM).")
@@ -60,7 +60,7 @@ def _default_ranges() -> dict[str, FactorRange]:
 class LsiParams(BaseModel):
     """Per-site LSI configuration (weights, reference ranges and rain references)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     weights: dict[str, float] = Field(
         default_factory=_default_weights,

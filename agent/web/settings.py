@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class WebSettings(BaseModel):
     """Local status page (``/``, plots, ``/diagnose``, ``/status.json``) and Prometheus ``/metrics``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = Field(default=True, description="Serve the status page and /metrics from the daemon.")
     host: str = Field(

@@ -1,0 +1,1 @@
+"""`agent diagnose` and `agent status`: time-bounded field checks, a support archive, the daemon's state."""
