@@ -9,7 +9,6 @@ published on MQTT. The report and the page then read that real state.
 from __future__ import annotations
 
 import atexit
-import json
 import math
 import shutil
 import tempfile
@@ -51,19 +50,6 @@ def _iso(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def _record_forecast(history: History, payload: dict[str, Any]) -> None:
-    pred = payload["predicted_mm"]
-    history.record_forecast(
-        t=_iso(payload["time"]),
-        valid_from=_iso(payload["valid_from"]),
-        horizon_s=float(payload["horizon_s"]),
-        value_mm=float(pred["value"]),
-        lo_mm=float(pred["lo"]),
-        hi_mm=float(pred["hi"]),
-        model=str(payload.get("model_version") or ""),
-    )
-
-
 def demo_state(duration: float = 25.0) -> DemoState:
     """Run the demo once per process (about ``duration`` + 8 s) and return its state paths."""
     with _LOCK:
@@ -76,13 +62,11 @@ def demo_state(duration: float = 25.0) -> DemoState:
         root = Path(tempfile.mkdtemp(prefix="lews-report-demo-"))
         atexit.register(shutil.rmtree, root, True)
         state = root / "state"
-        history = History(state / HISTORY_FILE, keepalive_s=6 * 3600.0)
-        broker = start_local_broker("mosquitto")
+        broker = start_local_broker("mosquitto")  # the daemon itself writes history.jsonl
         seen = {"statuses": 0, "forecasts": 0}
 
         def on_msg(msg: Any) -> None:
             if msg.topic.endswith("/forecast") and msg.payload:
-                _record_forecast(history, msg.json())
                 seen["forecasts"] += 1
 
         watcher = TopicWatcher(broker.host, broker.port, "lews/v1/+/+/forecast", on_receive=on_msg).start()
@@ -96,7 +80,6 @@ def demo_state(duration: float = 25.0) -> DemoState:
                     mtime = path.stat().st_mtime_ns
                     if mtime != last:
                         last = mtime
-                        history.record_status(json.loads(path.read_text()))
                         seen["statuses"] += 1
                 except (OSError, ValueError):
                     pass  # not written yet, or replaced while read: the next poll reads it
