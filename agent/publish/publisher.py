@@ -214,19 +214,21 @@ class Publisher:
         state: str | None,
     ) -> list[int | None]:
         msgs: list[OutboundMessage] = []
+        caps: list[OutboundMessage] = []
         meta: dict[str, str | None] = {}
         for event in events:
             ev = self.factory.alert_event(event)
             msgs.append(self.message("alert_event", ev))
             if self.settings.cap.enabled:
                 msg, refs = self._cap_message(ev, meta)
-                msgs.append(msg)
+                caps.append(msg)
                 meta.update(refs)
-        if events:
+        if events:  # order: the events, the new retained alert, then their CAP messages
             cur = self.factory.alert(
                 current_level, current_explanation, alert_id=current_alert_id, acknowledged_by=acknowledged_by
             )
             msgs.append(self.message("alert", cur))
+            msgs.extend(caps)
         if state is not None:
             meta[ENGINE_STATE_KEY] = state
         rows = self.outbox.enqueue_many(msgs, meta=meta)
