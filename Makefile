@@ -40,7 +40,7 @@ test-slow: venv system-deps
 	$(BIN)/python -m pytest -q -m slow --timeout 7200
 
 demo: venv
-	$(BIN)/agent demo --duration 60
+	LEWS_LOG_LEVEL=$${LEWS_LOG_LEVEL:-WARNING} $(BIN)/agent demo --duration 60
 
 lint: venv
 	$(BIN)/ruff check agent export firmware_bridge tests bench
