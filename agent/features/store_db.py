@@ -1,0 +1,86 @@
+"""The store's SQLite file: schema as data (migrations), opening with the configured pragmas, checks."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+from agent.errors import StoreError
+from agent.sensors.settings import StoreConfig
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+# user_version -> statements that bring the file to user_version + 1. Data, applied in order.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    0: (
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE channels(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)",
+        # Not unique on (channel, t): frames read in one chunk share a receive time, and two RAIN
+        # frames in one chunk are two amounts of rain, not a duplicate.
+        "CREATE TABLE samples(channel_id INTEGER NOT NULL REFERENCES channels(id), t REAL NOT NULL,"
+        " value REAL NOT NULL)",
+        "CREATE INDEX samples_by_channel_time ON samples(channel_id, t)",
+        "CREATE TABLE steps(step_s INTEGER NOT NULL, start REAL NOT NULL, col TEXT NOT NULL, value REAL,"
+        " count INTEGER NOT NULL, completeness REAL NOT NULL, updated REAL NOT NULL,"
+        " PRIMARY KEY(step_s, col, start)) WITHOUT ROWID",
+        "CREATE TABLE counters(scope TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,"
+        " updated REAL NOT NULL, PRIMARY KEY(scope, name)) WITHOUT ROWID",
+    ),
+}
+
+
+def connect_error(path: Path, exc: Exception) -> StoreError:
+    return StoreError(
+        f"store {path} cannot be opened: {exc}",
+        fix="check the directory exists and is writable; if the file is corrupt, move it aside "
+        "(the agent starts a new store; steps can be rebuilt by `agent replay` of the captures)",
+    )
+
+
+def open_store_db(path: Path, cfg: StoreConfig) -> sqlite3.Connection:
+    """The writer connection: WAL / synchronous / size cap from ``cfg``, migrated, integrity-checked."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    except (sqlite3.Error, OSError) as exc:
+        raise connect_error(path, exc) from exc
+    try:
+        conn.execute("PRAGMA journal_mode=" + ("WAL" if cfg.wal else "DELETE")).fetchone()
+        conn.execute(f"PRAGMA synchronous={cfg.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        if cfg.max_size_mb is not None:
+            page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            pages = max(16, int(cfg.max_size_mb * 1024 * 1024 // page))
+            conn.execute(f"PRAGMA max_page_count={pages}")
+        migrate(conn, path)
+    except (sqlite3.Error, OSError, StoreError) as exc:
+        conn.close()
+        if isinstance(exc, StoreError):
+            raise
+        raise connect_error(path, exc) from exc
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"store {path} has schema version {version}, this agent knows up to {SCHEMA_VERSION}",
+            fix="upgrade the agent, or point store.path at a new file",
+        )
+    while version < SCHEMA_VERSION:
+        conn.execute("BEGIN IMMEDIATE")
+        for stmt in MIGRATIONS[version]:
+            conn.execute(stmt)
+        version += 1
+        conn.execute(f"PRAGMA user_version={version}")
+        conn.execute("COMMIT")
+        log.info("store %s migrated to schema version %d", path, version)
+    integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if integrity != "ok":
+        raise StoreError(
+            f"store {path} failed its integrity check: {integrity}",
+            fix="move the file aside; the agent starts a new store",
+        )
