@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,25 +67,36 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Broker]:
-    """A real mosquitto on 127.0.0.1 and a free port (Debian package `mosquitto`)."""
-    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
-        pytest.fail("mosquitto is not installed: run `make test` (it installs the Debian package)")
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    persist = tmp_path / "mosq-data"
-    persist.mkdir()
-    # As root, mosquitto drops to user `mosquitto`, which cannot write pytest's private tmp dir:
-    # stay root so persistence (sessions across restart()) works.
+@contextmanager
+def running_broker(tmp_path: Path, name: str, port: int, settings: str) -> Iterator[Broker]:
+    """A real mosquitto with ``settings`` (listeners, auth, TLS ...) on ``port``, stopped on exit.
+
+    As root, mosquitto would drop to user `mosquitto`, which cannot read or write pytest's private tmp
+    dir (persistence, password and ACL files): it stays root then.
+    """
+    conf = tmp_path / f"{name}.conf"
     user = "user root\n" if os.geteuid() == 0 else ""
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-        f"persistence_location {persist}/\nlog_dest none\n{user}"
-    )
+    conf.write_text(f"log_dest none\n{user}{settings}")
     broker = Broker("127.0.0.1", port, conf)
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto on 127.0.0.1 and a free port (Debian package `mosquitto`), keeping sessions
+    across ``restart()``."""
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.fail("mosquitto is not installed: run `make test` (it installs the Debian package)")
+    port = free_port()
+    persist = tmp_path / "mosq-data"
+    persist.mkdir()
+    settings = (
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"persistence_location {persist}/\n"
+    )
+    with running_broker(tmp_path, "mosquitto", port, settings) as broker:
+        yield broker

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Broker, free_port
+from conftest import Broker, free_port, running_broker
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -56,18 +55,11 @@ def _cert(days: float, tmp: Path) -> tuple[Path, Path, Path]:
 def tls_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Broker, Path, float]]:
     ca, cert, key = _cert(request.param, tmp_path)
     port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    user = "user root\n" if os.geteuid() == 0 else ""
-    conf.write_text(
-        f"listener {port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
-        f"allow_anonymous true\nlog_dest none\n{user}"
+    settings = (
+        f"listener {port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\nallow_anonymous true\n"
     )
-    broker = Broker("127.0.0.1", port, conf)
-    broker.start()
-    try:
+    with running_broker(tmp_path, "tls", port, settings) as broker:
         yield broker, ca, request.param
-    finally:
-        broker.stop()
 
 
 def test_tls_expiry(tls_broker: tuple[Broker, Path, float], tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Broker, free_port
+from conftest import Broker
 from test_publish_payloads import engine_wire_trip
 
 from agent.publish import schemas
@@ -26,23 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Any:
-    """mosquitto that really keeps sessions across restarts, so the test's subscriber misses nothing.
-
-    (Run as root, mosquitto drops to user 'mosquitto' and cannot write its persistence file into the
-    0700 tmp_path; ``user root`` keeps it root in that case only.)"""
-    port = free_port()
-    persist = tmp_path / "mosq-persist"
-    persist.mkdir()
-    conf = tmp_path / "mosquitto-persist.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-        f"persistence_location {persist}/\nlog_dest none\n" + ("user root\n" if os.geteuid() == 0 else "")
-    )
-    b = Broker("127.0.0.1", port, conf)
-    b.start()
-    yield b
-    b.stop()
+def broker(mosquitto: Broker) -> Broker:
+    """The shared mosquitto fixture: it keeps sessions across restarts, so the subscriber misses nothing."""
+    return mosquitto
 
 
 def make_publisher(tmp_path: Path, port: int, **kw: Any) -> Publisher:

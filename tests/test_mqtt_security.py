@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Broker, free_port
+from conftest import Broker, free_port, running_broker
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -101,22 +100,16 @@ def secure_broker(tmp_path: Path) -> Iterator[tuple[Broker, int, Path]]:
         ["mosquitto_passwd", "-b", "-c", str(pw), "agent", PASSWORD], check=True, capture_output=True
     )
     tls_port, auth_port, open_port = free_port(), free_port(), free_port()
-    conf = tmp_path / "secure.conf"
-    conf.write_text(
-        "per_listener_settings true\nlog_dest none\n"
-        + ("user root\n" if os.geteuid() == 0 else "")
-        + f"listener {tls_port} 127.0.0.1\nallow_anonymous true\ncafile {pki}/ca.pem\n"
+    settings = (
+        "per_listener_settings true\n"
+        f"listener {tls_port} 127.0.0.1\nallow_anonymous true\ncafile {pki}/ca.pem\n"
         f"certfile {pki}/server.pem\nkeyfile {pki}/server.key\nrequire_certificate true\n"
         f"listener {auth_port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n"
         f"listener {open_port} 127.0.0.1\nallow_anonymous true\n"
     )
-    broker = Broker("127.0.0.1", auth_port, conf)
-    broker.start()
-    broker.open_port = open_port  # type: ignore[attr-defined]
-    try:
+    with running_broker(tmp_path, "secure", auth_port, settings) as broker:
+        broker.open_port = open_port  # type: ignore[attr-defined]
         yield broker, tls_port, pki
-    finally:
-        broker.stop()
 
 
 def publisher(tmp_path: Path, **kw: Any) -> Publisher:
@@ -174,31 +167,26 @@ def test_host_name_is_verified(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     ca = make_ca(pki, "ca")
     make_leaf(pki, "server", ca, sans=[x509.DNSName("broker.elsewhere.example")])
     port = free_port()
-    conf = tmp_path / "tls-wrong-name.conf"
-    conf.write_text(
-        "log_dest none\n"
-        + ("user root\n" if os.geteuid() == 0 else "")
-        + f"listener {port} 127.0.0.1\nallow_anonymous true\ncafile {pki}/ca.pem\n"
+    settings = (
+        f"listener {port} 127.0.0.1\nallow_anonymous true\ncafile {pki}/ca.pem\n"
         f"certfile {pki}/server.pem\nkeyfile {pki}/server.key\n"
     )
-    broker = Broker("127.0.0.1", port, conf)
-    broker.start()
-    pub = publisher(tmp_path, port=port, tls={"enabled": True, "ca_file": str(pki / "ca.pem")})
-    pub.start()
-    try:
-        time.sleep(2.0)
-        assert not pub.link.connected.is_set()
-        assert pub.stats()["link"].get("connect_failures", 0) >= 1
-        pub.stop()
-        # only the explicit, logged opt-out connects to it
-        with caplog.at_level(logging.WARNING):
-            pub = publisher(tmp_path / "insecure", port=port, tls={"enabled": True, "insecure": True})
-        assert "TLS verification of broker 127.0.0.1 is DISABLED" in caplog.text
+    with running_broker(tmp_path, "tls-wrong-name", port, settings):
+        pub = publisher(tmp_path, port=port, tls={"enabled": True, "ca_file": str(pki / "ca.pem")})
         pub.start()
-        assert pub.link.connected.wait(10)
-    finally:
-        pub.stop()
-        broker.stop()
+        try:
+            time.sleep(2.0)
+            assert not pub.link.connected.is_set()
+            assert pub.stats()["link"].get("connect_failures", 0) >= 1
+            pub.stop()
+            # only the explicit, logged opt-out connects to it
+            with caplog.at_level(logging.WARNING):
+                pub = publisher(tmp_path / "insecure", port=port, tls={"enabled": True, "insecure": True})
+            assert "TLS verification of broker 127.0.0.1 is DISABLED" in caplog.text
+            pub.start()
+            assert pub.link.connected.wait(10)
+        finally:
+            pub.stop()
 
 
 def test_tls_settings_refuse_unsafe_combinations(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ commands; and the real daemon publishes everything it must under that ACL (the A
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import threading
@@ -22,7 +21,7 @@ from agent.config import config_from_dict
 from agent.daemon import Daemon
 from agent.features.samples import Sample
 from agent.publish.watch import Received
-from tests.conftest import Broker, free_port
+from tests.conftest import Broker, free_port, running_broker
 
 REPO = Path(__file__).resolve().parent.parent
 ACL = REPO / "systemd" / "mosquitto-acl.example"
@@ -36,17 +35,9 @@ def acl_broker(tmp_path: Path) -> Iterator[Broker]:
         args = ["mosquitto_passwd", "-b"] + (["-c"] if i == 0 else []) + [str(pwfile), user, pw]
         subprocess.run(args, check=True, capture_output=True)
     port = free_port()
-    conf = tmp_path / "acl.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pwfile}\nacl_file {ACL}\n"
-        "log_dest none\n" + ("user root\n" if os.geteuid() == 0 else "")
-    )
-    broker = Broker("127.0.0.1", port, conf)
-    broker.start()
-    try:
+    settings = f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pwfile}\nacl_file {ACL}\n"
+    with running_broker(tmp_path, "acl", port, settings) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 class Client:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import subprocess
 import time
@@ -30,7 +29,7 @@ from agent.config import config_from_dict
 from agent.daemon import Daemon
 from agent.errors import LewsError
 from agent.features.samples import Sample
-from tests.conftest import Broker, free_port
+from tests.conftest import Broker, free_port, running_broker
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = REPO / "bundles" / "demo"
@@ -47,17 +46,9 @@ def auth_broker(tmp_path: Path) -> Iterator[Broker]:
         ["mosquitto_passwd", "-b", "-c", str(pwfile), "gw1", PASSWORD], check=True, capture_output=True
     )
     port = free_port()
-    conf = tmp_path / "auth.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pwfile}\nlog_dest none\n"
-        + ("user root\n" if os.geteuid() == 0 else "")
-    )
-    broker = Broker("127.0.0.1", port, conf)
-    broker.start()
-    try:
+    settings = f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pwfile}\n"
+    with running_broker(tmp_path, "auth", port, settings) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 def _private(path: Path, text: str, mode: int = 0o600) -> Path:
