@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import UTC, datetime
+from datetime import datetime
+
+from agent.compat import UTC, level_names
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,4 +38,4 @@ def setup_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
+    root.setLevel(level if level in level_names() else "INFO")
