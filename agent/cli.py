@@ -21,6 +21,7 @@ _REGISTRARS = (
     "agent.sensors.cli",  # inspect
     "agent.features.cli",  # replay
     "agent.inference.cli",  # bundle verify
+    "agent.inference.selftest_cli",  # selftest
     "agent.runtime_cli",  # run, config validate|example, demo
     "agent.report.cli",  # report
     "agent.web.cli",  # status-page

@@ -44,6 +44,12 @@ def diagnose(
     bundle: Annotated[
         Path | None, typer.Option("--bundle", help="Also write a support archive (tar.gz) here.")
     ] = None,
+    selftest: Annotated[
+        bool,
+        typer.Option(
+            "--selftest", help="Also run `agent selftest` on the installed bundle (check inference.selftest)."
+        ),
+    ] = False,
 ) -> None:
     """Check the gateway end to end; exit 0 all PASS, 1 worst WARN, 2 any FAIL."""
     from agent.diagnose.run import diagnose_results, render_table, save_results
@@ -55,6 +61,7 @@ def diagnose(
         skip=_split(skip),
         listen_s=listen,
         expect_daemon=expect_daemon,
+        selftest=selftest,
     )
     doc: dict[str, object] = {"checks": [r.as_dict() for r in results]}
     if ctx is not None:
