@@ -14,6 +14,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: flags without a `<bool>` value placeholder, one option a line
+    rich_markup_mode=None,
 )
 
 # Each module defines `register(app: typer.Typer) -> None`.
