@@ -208,7 +208,7 @@ def test_inspect_nothing_recognised_exits_non_zero(tmp_path: Path, content: byte
 
 
 def test_inspect_prints_times_as_iso(shared_data: Path) -> None:
-    code, output, out = _inspect(str(shared_data / LOGS / "pyubx2/pygpsdata-MIXED.log"))
+    code, output, _ = _inspect(str(shared_data / LOGS / "pyubx2/pygpsdata-MIXED.log"))
     assert code == 0
     assert "epochs.t_first" in output
     line = next(x for x in output.splitlines() if "epochs.t_first" in x)

@@ -28,7 +28,8 @@ def diagnose(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Overall time limit (s).")] = 120.0,
     only: Annotated[
-        list[str] | None, typer.Option("--only", metavar="NAMES", help="Run only these checks (names/prefixes).")
+        list[str] | None,
+        typer.Option("--only", metavar="NAMES", help="Run only these checks (names/prefixes)."),
     ] = None,
     skip: Annotated[
         list[str] | None, typer.Option("--skip", metavar="NAMES", help="Skip these checks (names/prefixes).")

@@ -157,9 +157,8 @@ TIME_KEYS = ("t_first", "t_last")
 
 
 def iso_utc(t: float) -> str:
-    return (
-        datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    utc = timezone.utc  # noqa: UP017 (the gateway runs on Python 3.10: no datetime.UTC)
+    return datetime.fromtimestamp(t, tz=utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
