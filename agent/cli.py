@@ -21,6 +21,7 @@ app = typer.Typer(
 # Each module defines `register(app: typer.Typer) -> None`.
 _REGISTRARS = (
     "agent.sensors.cli",  # inspect
+    "agent.sensors.capture_cli",  # capture import
     "agent.features.cli",  # replay
     "agent.inference.cli",  # bundle verify
     "agent.runtime_cli",  # run, config validate|example, demo
