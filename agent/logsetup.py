@@ -12,7 +12,9 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
+
+from agent.compat import UTC, level_names
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,7 +40,7 @@ def setup_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
+    root.setLevel(level if level in level_names() else "INFO")
 
 
 class _Holder(logging.Handler):
