@@ -4,8 +4,9 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests and the demo use (real broker, pseudo-terminal tools, headless browser).
-APT_PACKAGES := mosquitto socat chromium
+# Debian packages the tests and the demo use (real broker, pseudo-terminal tools, headless browser,
+# systemd-analyze and libseccomp for the unit-sandbox test).
+APT_PACKAGES := mosquitto socat chromium systemd
 
 .PHONY: venv system-deps test test-slow test-faults demo lint typecheck bench default-bundle clean
 

@@ -25,6 +25,7 @@ from agent.publish.topics import TOPICS, command_filter, command_name, topic_for
 
 log = logging.getLogger(__name__)
 CommandHandler = Callable[[VerifiedCommand], str]
+NONCE_FILE = "command_nonces.sqlite"  # seen command nonces, beside the outbox (agent/publish/nonces.py)
 # Outbox meta key of the warning engine state, committed with the events it produced.
 ENGINE_STATE_KEY = "engine_state"
 # Sources whose level rests on measurements of the slope itself: CAP certainty "Observed".
@@ -67,7 +68,9 @@ class Publisher:
             clock=wall_clock,
         )
         self.verifier = (
-            CommandVerifier.from_settings(settings.commands, wall_clock)
+            CommandVerifier.from_settings(
+                settings.commands, wall_clock, nonce_path=ob.path.with_name(NONCE_FILE)
+            )
             if settings.commands.enabled
             else None
         )
@@ -105,6 +108,8 @@ class Publisher:
         self.link.stop(final=[self._status_message("offline", reason)])
         self.outbox_depth_at_close = int(self.outbox.stats()["depth"])
         self.outbox.close()
+        if self.verifier is not None:
+            self.verifier.close()
 
     def __enter__(self) -> Publisher:
         return self
@@ -296,12 +301,12 @@ class Publisher:
         return self.enqueue("riskmap", self.factory.riskmap(summary, **kwargs))
 
     # --- inbound commands ---------------------------------------------------------------------------
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
         name = command_name(topic, self.site, self.node)
         if name is None or self.verifier is None:
             return
         try:
-            cmd = self.verifier.verify(name, payload)
+            cmd = self.verifier.verify(name, payload, retained=retained)
         except CommandRejected:
             return  # counted and logged by the verifier; no answer to unauthenticated senders
         handler = self.handlers.get(cmd.name)
