@@ -102,7 +102,7 @@ def test_telemetry_batch_commits_once_at_the_end(tmp_path: Path) -> None:
         commits.append(len(rows))
         return rows
 
-    pub.outbox.enqueue_many = counting  # type: ignore[method-assign]
+    pub.outbox.enqueue_many = counting  # type: ignore[method-assign,assignment]
     now = time.time()
     with pub.telemetry_batch():
         for sensor in ("rain", "gnss", "seismic"):
