@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,15 +39,8 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if NOT_COLLECTED:
-        terminalreporter.write_line(
-            f"gateway subset: {len(NOT_COLLECTED)} test modules not collected because torch is not "
-            f"installed (they import torch or export/): {', '.join(sorted(NOT_COLLECTED))}"
-        )
-
-
 SHARED_DATA = Path(os.environ.get("LEWS_SHARED_DATA", REPO.parent / "shared" / "data"))
+NO_DATA = "shared data not found at"  # the skip reason the closing summary counts
 
 
 def free_port() -> int:
@@ -94,7 +88,7 @@ class Broker:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA} (set LEWS_SHARED_DATA)")
+        pytest.skip(f"{NO_DATA} {SHARED_DATA} (set LEWS_SHARED_DATA)")
     return SHARED_DATA
 
 
@@ -131,3 +125,22 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
     )
     with running_broker(tmp_path, "mosquitto", port, settings) as broker:
         yield broker
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say in the closing lines which toolchain modules were not collected (gateway venv) and how many
+    real-data tests did not run, and where the data was looked for."""
+    if NOT_COLLECTED:
+        terminalreporter.write_line(
+            f"gateway subset: {len(NOT_COLLECTED)} test modules not collected because torch is not "
+            f"installed (they import torch or export/): {', '.join(sorted(NOT_COLLECTED))}"
+        )
+    skipped = terminalreporter.stats.get("skipped", [])
+    missing = [r for r in skipped if NO_DATA in str(getattr(r, "longrepr", ""))]
+    if missing:
+        terminalreporter.write_line(
+            f"REAL DATA MISSING: {len(missing)} real-data tests skipped; looked for {SHARED_DATA} "
+            "(put the clone beside shared/ or set LEWS_SHARED_DATA=/path/to/shared/data)",
+            red=True,
+            bold=True,
+        )
