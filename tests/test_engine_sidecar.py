@@ -115,7 +115,7 @@ def test_profile_opt_batch_is_the_batch_the_daemon_runs() -> None:
     opts = BuildOptions(max_batch=8)
     assert opts.opt_for("unet") == BATCH == DAEMON_BATCH["unet"]
     assert opts.opt_for("displacement") == 1  # one window per forecast
-    assert BuildOptions(max_batch=4).opt_for("unet") == 4  # capped at the profile maximum
+    assert BuildOptions(max_batch=1).opt_for("unet") == 1  # capped at the profile maximum
     assert BuildOptions(opt_batch=2).opt_for("unet") == 2
 
 

@@ -19,6 +19,7 @@ import pytest
 from agent.config import config_from_dict
 from agent.diagnose.model import Context, Options
 from agent.diagnose.table import build_checks
+from agent.inference.trt_build import DAEMON_BATCH
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "bundles" / "demo"
@@ -53,7 +54,7 @@ def test_selftest_passes_on_the_demo_bundle_with_figures() -> None:
         assert m["variant"] == "int8_ort"
         assert 0 <= max(m["golden_error_over_tolerance"].values()) <= 1.0
         assert m["max_abs_error_vs_fp32"] and all(v >= 0 for v in m["max_abs_error_vs_fp32"].values())
-        assert m["batch"] == {"unet": 8, "displacement": 1}[name]  # the batch the daemon runs
+        assert m["batch"] == DAEMON_BATCH[name]  # the batch the daemon runs
         assert m["timed_runs"] >= 10 and m["latency_ms_p95"] >= m["latency_ms_p50"] > 0
         assert m["throughput_per_s"] > 0
 
@@ -117,7 +118,7 @@ def test_selftest_on_tensorrt_builds_the_engine_and_reproduces_golden(tmp_path: 
     assert rc == 0, (rep, err)
     assert {m["variant"] for m in rep["models"].values()} == {"int8_trt"}
     side = json.loads((bundle / "engines" / "unet.int8_trt.engine.json").read_text())
-    assert side["flags"]["strongly_typed"] is True and side["flags"]["opt_batch"] == 8
+    assert side["flags"]["strongly_typed"] is True and side["flags"]["opt_batch"] == DAEMON_BATCH["unet"]
     assert side["flags"]["timing_cache"]["bytes_out"] > 0
     rc, rep, err = _selftest("--bundle", str(bundle), "--public-key", str(DEMO_KEY), "--backend", "tensorrt",
                              "--no-build")  # fmt: skip
