@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -37,6 +36,24 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         NOT_COLLECTED.add(collection_path.name)
         return True
     return None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say in the closing lines what did not run: modules of the toolchain, real-data tests without data."""
+    if NOT_COLLECTED:
+        terminalreporter.write_line(
+            f"gateway subset: {len(NOT_COLLECTED)} test modules not collected because torch is not "
+            f"installed (they import torch or export/): {', '.join(sorted(NOT_COLLECTED))}"
+        )
+    skipped = terminalreporter.stats.get("skipped", [])
+    missing = [r for r in skipped if NO_DATA in str(getattr(r, "longrepr", ""))]
+    if missing:
+        terminalreporter.write_line(
+            f"REAL DATA MISSING: {len(missing)} real-data tests skipped; looked for {SHARED_DATA} "
+            "(put the clone beside shared/ or set LEWS_SHARED_DATA=/path/to/shared/data)",
+            red=True,
+            bold=True,
+        )
 
 
 SHARED_DATA = Path(os.environ.get("LEWS_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -125,22 +142,3 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
     )
     with running_broker(tmp_path, "mosquitto", port, settings) as broker:
         yield broker
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Say in the closing lines which toolchain modules were not collected (gateway venv) and how many
-    real-data tests did not run, and where the data was looked for."""
-    if NOT_COLLECTED:
-        terminalreporter.write_line(
-            f"gateway subset: {len(NOT_COLLECTED)} test modules not collected because torch is not "
-            f"installed (they import torch or export/): {', '.join(sorted(NOT_COLLECTED))}"
-        )
-    skipped = terminalreporter.stats.get("skipped", [])
-    missing = [r for r in skipped if NO_DATA in str(getattr(r, "longrepr", ""))]
-    if missing:
-        terminalreporter.write_line(
-            f"REAL DATA MISSING: {len(missing)} real-data tests skipped; looked for {SHARED_DATA} "
-            "(put the clone beside shared/ or set LEWS_SHARED_DATA=/path/to/shared/data)",
-            red=True,
-            bold=True,
-        )
