@@ -136,3 +136,16 @@ def test_the_310_venv_is_a_gateway_install_without_torch() -> None:
     import onnxruntime
 
     assert numpy.__version__ == "2.2.6" and onnxruntime.__version__ == "1.23.2"
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="the toolchain runs on 3.11+; this checks 3.10")
+def test_the_toolchain_cli_says_plainly_that_it_needs_311() -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "export.cli", "data", "synth", "series", "--out", "/nonexistent/x.csv"],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert (
+        proc.returncode == 2 and "needs Python 3.11 or 3.12" in proc.stderr and "Traceback" not in proc.stderr
+    )
