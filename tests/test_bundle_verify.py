@@ -236,6 +236,34 @@ def test_schema_violation_is_rejected_even_when_signed(
 def test_golden_vectors_that_do_not_reproduce_are_rejected(
     built: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
+    """INT8 is checked against the FP32 outputs within its stated tolerance: a runtime (or a manifest)
+    whose INT8 error exceeds it is refused, naming the variant."""
+    b = _copy(built, tmp_path)
+
+    def tighten(m: dict[str, Any]) -> None:
+        v = next(v for v in m["models"][0]["variants"] if v["id"] == "int8_ort")
+        assert v["golden_reference"] == "fp32"
+        v["golden_tolerance"] = {k: {"atol": 1e-9, "rtol": 0.0} for k in v["golden_tolerance"]}
+
+    _resign(b, built[1], tighten)
+    with pytest.raises(GoldenMismatchError, match="int8_ort"):
+        verify_bundle(b, built[1] / "signing.pub")
+    b2 = _copy(built, tmp_path / "fp32")
+    path = b2 / "displacement.golden.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["output__fp32__next_disp"] = arrays["output__fp32__next_disp"] + 1.0  # the reference moved
+    np.savez_compressed(path, **arrays)
+    _resign(b2, built[1], lambda m: None)
+    with pytest.raises(GoldenMismatchError, match="fp32"):
+        verify_bundle(b2, built[1] / "signing.pub")
+
+
+def test_int8_bits_recorded_on_the_build_cpu_do_not_decide(
+    built: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Issue 14: another CPU's int8 kernels may round differently from the build machine's; the INT8
+    outputs recorded there are kept for comparison only, so shifting them changes nothing."""
     b = _copy(built, tmp_path)
     path = b / "displacement.golden.npz"
     with np.load(path) as data:
@@ -243,8 +271,8 @@ def test_golden_vectors_that_do_not_reproduce_are_rejected(
     arrays["output__int8_ort__next_disp"] = arrays["output__int8_ort__next_disp"] + 1.0
     np.savez_compressed(path, **arrays)
     _resign(b, built[1], lambda m: None)
-    with pytest.raises(GoldenMismatchError, match="int8_ort"):
-        verify_bundle(b, built[1] / "signing.pub")
+    report = verify_bundle(b, built[1] / "signing.pub")
+    assert max(report.golden["displacement/int8_ort"].values()) <= 1.0
 
 
 def test_wrong_public_key_file_gives_a_clear_error(built: tuple[Path, Path, Path], tmp_path: Path) -> None:
