@@ -19,8 +19,8 @@ app = typer.Typer(
 # Each module defines `register(app: typer.Typer) -> None`.
 _REGISTRARS = (
     "agent.sensors.cli",  # inspect
-    "agent.features.cli",  # replay
-    "agent.inference.cli",  # bundle verify
+    "agent.replay_cli",  # replay
+    "agent.bundle_cli",  # bundle verify|install
     "agent.runtime_cli",  # run, config validate|example, demo
     "agent.report.cli",  # report
     "agent.web.cli",  # status-page

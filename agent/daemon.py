@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent import __version__
-from agent.config import AgentConfig
+from agent.config import AgentConfig, StatePaths
 from agent.errors import LewsError, StoreError
 from agent.features.aggregate import DAY_S, HOUR_S
 from agent.features.samples import Sample
@@ -29,7 +29,6 @@ from agent.history import HISTORY_FILE, History, save_riskmap
 from agent.inference.manager import ModelManager
 from agent.publish.commands import AckRequest, VerifiedCommand
 from agent.publish.publisher import Publisher
-from agent.report.data import StatePaths
 from agent.riskmap import RiskMapper, load_site_raster
 from agent.sdnotify import Notifier
 from agent.sensors.pipeline import Pipeline

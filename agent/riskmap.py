@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from agent.errors import LewsError, RasterError
+from agent.features.lsi import LsiParams
 from agent.features.raster_channels import STATIC_CHANNELS, build_stack, normalise
 from agent.features.tiling import cut_tiles, make_grid, stitch
 from agent.inference.manager import ModelManager
 from agent.warning.inputs import SpatialInput
-from agent.warning.lsi import LsiParams
 
 log = logging.getLogger(__name__)
 

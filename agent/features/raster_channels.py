@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from agent.errors import RasterError
-from agent.warning.lsi import LsiParams, LsiResult, compute_lsi
+from agent.features.lsi import LsiParams, LsiResult, compute_lsi
 
 CHANNELS: tuple[str, ...] = ("smi", "ndbi", "ndvi", "ndwi", "slope", "dem", "lsi")
 STATIC_CHANNELS: tuple[str, ...] = CHANNELS[:6]

@@ -31,8 +31,8 @@ from agent.features.aggregate import (
     steps_from_rows,
 )
 from agent.features.samples import CHANNEL_AGGREGATES, Sample
+from agent.features.settings import StoreConfig
 from agent.features.store_db import connect_error, open_store_db
-from agent.sensors.settings import StoreConfig
 
 log = logging.getLogger(__name__)
 

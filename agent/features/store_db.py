@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from agent.errors import StoreError
-from agent.sensors.settings import StoreConfig
+from agent.features.settings import StoreConfig
 
 log = logging.getLogger(__name__)
 
