@@ -184,7 +184,7 @@ class DeviceConfig(_Section):
         default=2.0,
         gt=0,
         description="Seismic block timing may differ this much from the receive time before it is "
-        "re-anchored to the receive time (counted).",
+        "re-anchored to the receive time (counted); a device clock off by more is reported as not ok.",
     )
 
 
