@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import stat
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agent.compat import tomllib
 from agent.errors import ConfigError
 from agent.features.settings import StoreConfig
 from agent.inference.settings import InferenceSettings

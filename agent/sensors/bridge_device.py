@@ -22,8 +22,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from agent.features.samples import Sample
 from firmware_bridge.messages import (
     Ack,
     Frame,
@@ -36,6 +34,8 @@ from firmware_bridge.messages import (
     Wire,
     WireState,
 )
+
+from agent.features.samples import Sample
 
 log = logging.getLogger(__name__)
 
