@@ -32,7 +32,7 @@ from agent.features.aggregate import (
 )
 from agent.features.samples import CHANNEL_AGGREGATES, Sample
 from agent.features.settings import StoreConfig
-from agent.features.store_db import connect_error, open_store_db
+from agent.features.store_db import open_reader, open_store_db, sample_rows, write_error
 
 log = logging.getLogger(__name__)
 
@@ -277,17 +277,7 @@ class Store:
     def _fail(self, exc: sqlite3.Error, batch: list[tuple[str, Any]]) -> None:
         # A rolled-back transaction may have created channel ids that no longer exist: forget them all.
         self._channel_ids = {}
-        text = str(exc)
-        if "full" in text:
-            fix = (
-                "free disk space, lower store.retention_days or raise store.max_size_mb; "
-                "queued samples are kept and retried"
-            )
-        elif "malformed" in text or "not a database" in text:
-            fix = "the file is corrupt: stop the agent and move it aside; committed data may be recoverable"
-        else:
-            fix = "check the disk and the permissions of the store file"
-        err = StoreError(f"store {self.path}: write of {len(batch)} items refused: {text}", fix=fix)
+        err = write_error(self.path, exc, len(batch))
         with self._cond:
             if self.last_error is None or str(self.last_error) != str(err):
                 log.error("%s", err)
@@ -301,12 +291,7 @@ class Store:
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=10
-                )
-            except sqlite3.Error as exc:
-                raise connect_error(self.path, exc) from exc
+            conn = open_reader(self.path)
             self._local.conn = conn
             with self._cond:
                 # Close the connections of threads that have ended (a long-running daemon must not leak).
@@ -341,19 +326,7 @@ class Store:
             cid = ids.get(name)
             if cid is None:
                 continue
-            rows = self._query(
-                "SELECT t, value FROM samples WHERE channel_id=? AND t>=? AND t<? ORDER BY t",
-                (cid, start, end),
-            )
-            if with_prior:
-                rows = (
-                    self._query(
-                        "SELECT t, value FROM samples WHERE channel_id=? AND t<? ORDER BY t DESC LIMIT 1",
-                        (cid, start),
-                    )
-                    + rows
-                )
-            arr = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+            arr = sample_rows(self._query, cid, start, end, with_prior=with_prior)
             out[name] = (arr[:, 0].copy(), arr[:, 1].copy())
         return out
 
