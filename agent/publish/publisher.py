@@ -3,6 +3,16 @@ commits them to the durable outbox and lets the MQTT link send them; answers sig
 
 Only the retained ``status`` (birth at each connect, periodic refresh, LWT) goes around the outbox:
 it describes the live connection, so a stale copy would be wrong. Everything else goes through it.
+
+Retained state is always current: the last retained ``alert`` and ``wire`` payloads are kept in the
+outbox's meta table (same transaction as the message) and re-published, byte for byte (same
+``msg_id``), at every connect after the birth status; the daemon publishes the engine's current alert
+at start when it differs from the stored one (:meth:`Publisher.publish_current_alert`).
+
+Degraded, not dead: when the outbox cannot store a message (disk full, I/O error), an alarm topic
+(alert, alert event, CAP, wire, command result) is sent live once, marked ``durable: false`` and
+counted (``live_not_durable``); telemetry and other droppable topics are shed (``shed``), as they are
+at once while :attr:`Publisher.shed_droppable` is set (the daemon sets it when the disk runs low).
 """
 
 from __future__ import annotations
@@ -10,16 +20,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.errors import CommandRejected, LewsError, PublishError
+from agent.errors import CommandRejected, LewsError, OutboxError, PublishError
 from agent.publish import schemas
 from agent.publish.cap import build_cap
 from agent.publish.client import DirectMessage, MqttLink
 from agent.publish.commands import CommandVerifier, VerifiedCommand
 from agent.publish.outbox import OutboundMessage, Outbox
 from agent.publish.payloads import PayloadFactory, dumps
+from agent.publish.retained import RetainedState, not_durable
 from agent.publish.settings import MqttSettings
 from agent.publish.topics import TOPICS, command_filter, command_name, topic_for
 
@@ -66,6 +78,7 @@ class Publisher:
             hard_limit_bytes=None if ob.hard_limit_mb is None else int(ob.hard_limit_mb * 1024 * 1024),
             clock=wall_clock,
         )
+        self.retained = RetainedState(self.outbox, site, node)
         self.verifier = (
             CommandVerifier.from_settings(settings.commands, wall_clock)
             if settings.commands.enabled
@@ -74,6 +87,9 @@ class Publisher:
         self.handlers: dict[str, CommandHandler] = {"ping": lambda _c: "pong", **(handlers or {})}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.counters: Counter[str] = Counter()  # live_not_durable, shed, telemetry_shed
+        self.shed_droppable = False  # set while the disk runs low: telemetry is not even queued
+        self._degraded: str | None = None  # reason shown in the retained status (e.g. "disk full ...")
         will = self.factory.status(
             "offline",
             backend=backend,
@@ -86,7 +102,7 @@ class Publisher:
             self.outbox,
             client_id=settings.client_id or f"lews-{site}-{node}",
             will=DirectMessage(topic_for("status", site, node), dumps(will)),
-            birth=lambda: [self._status_message("online", None)],
+            birth=lambda: [self._status_message("online", None), *self.retained.messages()],
             subscriptions=[command_filter(site, node)] if self.verifier else [],
             on_message=self._on_message,
             clock=wall_clock,
@@ -119,9 +135,21 @@ class Publisher:
             self.backend, self.mode = backend, mode
         self.link.publish_direct(self._status_message("online", None))
 
+    def set_degraded(self, reason: str | None) -> None:
+        """Show ``reason`` (e.g. "disk full: ...") in the retained status with mode "degraded";
+        None: back to the backend's mode. Refreshes the status at once when the mode flips (new
+        numbers in the same mode go out with the periodic status)."""
+        with self._lock:
+            flipped = (reason is None) != (self._degraded is None)
+            self._degraded = reason
+        if flipped:
+            self.link.publish_direct(self._status_message("online", None))
+
     def _status_message(self, state: str, reason: str | None) -> DirectMessage:
         with self._lock:
             backend, mode = self.backend, self.mode
+            if self._degraded is not None and state == "online":
+                mode, reason = "degraded", reason or self._degraded
         payload = self.factory.status(
             state,
             backend=backend,
@@ -161,11 +189,44 @@ class Publisher:
             coalesce_key=topic if spec.coalesce else None,
         )
 
-    def enqueue(self, kind: str, payload: Mapping[str, Any], sensor: str | None = None) -> int | None:
-        """Commit one payload to the outbox (None: refused because the outbox is full, counted)."""
-        row = self.outbox.enqueue(self.message(kind, payload, sensor))
-        self.link.wake()
-        return row
+    def enqueue(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        sensor: str | None = None,
+        meta: dict[str, str | None] | None = None,
+    ) -> int | None:
+        """Commit one payload to the outbox (None: refused because the outbox is full, or sent live /
+        shed because it could not be stored; counted)."""
+        return self._commit([self.message(kind, payload, sensor)], meta)[0]
+
+    def _commit(
+        self, msgs: list[OutboundMessage], meta: dict[str, str | None] | None = None
+    ) -> list[int | None]:
+        """Commit messages (and meta) in one transaction; when the outbox cannot store them, send the
+        undroppable ones live (marked ``durable: false``) and shed the rest, all counted."""
+        try:
+            rows = self.outbox.enqueue_many(msgs, meta=meta)
+        except OutboxError as exc:
+            self._send_live(msgs, exc)
+            return [None] * len(msgs)
+        self.retained.stored(msgs)
+        if msgs:
+            self.link.wake()
+        return rows
+
+    def _send_live(self, msgs: list[OutboundMessage], exc: Exception) -> None:
+        for msg in msgs:
+            if msg.droppable:
+                self.counters["shed"] += 1
+                continue
+            payload = not_durable(msg)
+            self.retained.sent_live(msg.topic, payload)  # re-sent at each connect until stored
+            sent = self.link.publish_direct(DirectMessage(msg.topic, payload, retain=msg.retain))
+            self.counters["live_not_durable" if sent else "live_unsent"] += 1
+        n = self.counters["live_not_durable"] + self.counters["live_unsent"]
+        if n == 1 or n % 100 == 0:
+            log.error("outbox refused messages (%s): sending alarms live, not durable (%d so far)", exc, n)
 
     def publish_alert_event(
         self,
@@ -227,14 +288,13 @@ class Publisher:
             cur = self.factory.alert(
                 current_level, current_explanation, alert_id=current_alert_id, acknowledged_by=acknowledged_by
             )
-            msgs.append(self.message("alert", cur))
+            alert = self.message("alert", cur)
+            msgs.append(alert)
             msgs.extend(caps)
+            meta.update(self.retained.meta_for(alert))
         if state is not None:
             meta[ENGINE_STATE_KEY] = state
-        rows = self.outbox.enqueue_many(msgs, meta=meta)
-        if msgs:
-            self.link.wake()
-        return rows
+        return self._commit(msgs, meta)
 
     def _cap_message(
         self, ev: Mapping[str, Any], pending: Mapping[str, str | None]
@@ -277,20 +337,25 @@ class Publisher:
         alert_id: str | None,
         acknowledged_by: str | None = None,
     ) -> int | None:
-        """Only the retained current alert (e.g. at start, from the restored engine state)."""
-        return self.enqueue(
+        """Only the retained current alert (at start, when the stored one differs from the engine's)."""
+        msg = self.message(
             "alert",
             self.factory.alert(level, explanation, alert_id=alert_id, acknowledged_by=acknowledged_by),
         )
+        return self._commit([msg], self.retained.meta_for(msg))[0]
 
     def publish_forecast(self, **kwargs: Any) -> int | None:
         return self.enqueue("forecast", self.factory.forecast(**kwargs))
 
     def publish_telemetry(self, sensor: str, values: Mapping[str, float | None], **kwargs: Any) -> int | None:
+        if self.shed_droppable:  # the disk runs low: the space left is for alarms
+            self.counters["telemetry_shed"] += 1
+            return None
         return self.enqueue("telemetry", self.factory.telemetry(sensor, values, **kwargs), sensor=sensor)
 
     def publish_wire(self, state: int, *, changed_at: float, level: int) -> int | None:
-        return self.enqueue("wire", self.factory.wire(state, changed_at=changed_at, level=level))
+        msg = self.message("wire", self.factory.wire(state, changed_at=changed_at, level=level))
+        return self._commit([msg], self.retained.meta_for(msg))[0]
 
     def publish_riskmap(self, summary: Mapping[str, Any], **kwargs: Any) -> int | None:
         return self.enqueue("riskmap", self.factory.riskmap(summary, **kwargs))
@@ -322,4 +387,5 @@ class Publisher:
             "outbox": self.outbox.stats(),
             "link": self.link.stats(),
             "commands": None if self.verifier is None else self.verifier.counters(),
+            "degraded": dict(self.counters),
         }
