@@ -1,9 +1,14 @@
-"""The node's retained ``alert`` and ``wire`` payloads, kept so they can be re-published at every
-connect, and the ``durable: false`` mark of a message sent live because the outbox could not keep it.
+"""Retained state always current, and alarms out even on a full disk.
 
-The last payload of each kind is committed in the outbox's meta table in the same transaction as the
-message itself (key ``retained:<kind>``); one sent live (outbox refused) is held in memory until a
-durable one replaces it.
+- The last retained ``alert`` and ``wire`` payloads are committed in the outbox's meta table in the
+  same transaction as the message (key ``retained:<kind>``) and re-published, byte for byte (same
+  ``msg_id``), at every connect after the birth status. The daemon publishes the engine's current
+  alert at start when it differs from the stored one (``Publisher.publish_current_alert``).
+- When the outbox cannot store a message (disk full, I/O error), an alarm topic (alert, alert event,
+  CAP, wire, command result) is sent live once, marked ``durable: false`` and counted
+  (``live_not_durable``; ``live_unsent`` when not connected); droppable topics are shed (``shed``), as
+  telemetry is at once while ``Publisher.shed_droppable`` is set (the daemon's disk job sets it when the
+  disk runs low). A retained payload sent live is held in memory until a durable one replaces it.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import Counter
 from typing import Any
 
-from agent.publish.client import DirectMessage
+from agent.publish.client import DirectMessage, MqttLink
 from agent.publish.outbox import OutboundMessage, Outbox
 from agent.publish.payloads import dumps
 from agent.publish.topics import topic_for
@@ -91,3 +97,31 @@ class RetainedState:
             if raw is not None:
                 out.append(DirectMessage(topic, raw))
         return out
+
+
+def send_live(
+    link: MqttLink,
+    retained: RetainedState,
+    counters: Counter[str],
+    msgs: list[OutboundMessage],
+    exc: Exception,
+    *,
+    already_sent: bool = False,
+) -> None:
+    """The outbox refused ``msgs``: send the undroppable ones live (marked ``durable: false``, unless
+    ``already_sent``: then only their durability is lost), shed the rest; everything counted."""
+    for msg in msgs:
+        if msg.droppable:
+            counters["shed"] += 1
+            continue
+        if already_sent:
+            retained.sent_live(msg.topic, msg.payload)
+            counters["live_not_durable"] += 1
+            continue
+        payload = not_durable(msg)
+        retained.sent_live(msg.topic, payload)  # re-sent at each connect until one is stored
+        sent = link.publish_direct(DirectMessage(msg.topic, payload, retain=msg.retain))
+        counters["live_not_durable" if sent else "live_unsent"] += 1
+    n = counters["live_not_durable"] + counters["live_unsent"]
+    if n and (n == 1 or n % 100 == 0):
+        log.error("outbox refused messages (%s): alarms sent live, not durable (%d so far)", exc, n)
