@@ -194,7 +194,12 @@ def test_lifecycle_stops_in_reverse_and_every_stop_runs() -> None:
     order: list[str] = []
     life = Lifecycle()
     life.start("a", lambda: None, lambda: order.append("a"))
-    life.owns("b", lambda: (order.append("b"), _boom()))
+
+    def failing_stop() -> None:
+        order.append("b")
+        _boom()
+
+    life.owns("b", failing_stop)
     life.start("c", lambda: None, lambda: order.append("c"))
     life.stop_all()
     assert order == ["c", "b", "a"] and life.stop_failures == ["b: injected"]
