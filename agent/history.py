@@ -201,7 +201,9 @@ class History:
                     self._trim()
             except OSError as exc:
                 self.counters["dropped.write_failed"] += 1
-                log.warning("history %s not written: %s", self.path, exc)
+                n = self.counters["dropped.write_failed"]
+                if n == 1 or n % 100 == 0:  # a full disk: once, then every 100th
+                    log.warning("history %s not written (%d times): %s", self.path, n, exc)
                 return False
         self.counters["written"] += 1
         return True
