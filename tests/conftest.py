@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -40,10 +39,20 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say in the closing lines what did not run: modules of the toolchain, real-data tests without data."""
     if NOT_COLLECTED:
         terminalreporter.write_line(
             f"gateway subset: {len(NOT_COLLECTED)} test modules not collected because torch is not "
             f"installed (they import torch or export/): {', '.join(sorted(NOT_COLLECTED))}"
+        )
+    skipped = terminalreporter.stats.get("skipped", [])
+    missing = [r for r in skipped if NO_DATA in str(getattr(r, "longrepr", ""))]
+    if missing:
+        terminalreporter.write_line(
+            f"REAL DATA MISSING: {len(missing)} real-data tests skipped; looked for {SHARED_DATA} "
+            "(put the clone beside shared/ or set LEWS_SHARED_DATA=/path/to/shared/data)",
+            red=True,
+            bold=True,
         )
 
 
@@ -133,16 +142,3 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
     )
     with running_broker(tmp_path, "mosquitto", port, settings) as broker:
         yield broker
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Say in the closing lines how many real-data tests did not run, and where the data was looked for."""
-    skipped = terminalreporter.stats.get("skipped", [])
-    missing = [r for r in skipped if NO_DATA in str(getattr(r, "longrepr", ""))]
-    if missing:
-        terminalreporter.write_line(
-            f"REAL DATA MISSING: {len(missing)} real-data tests skipped; looked for {SHARED_DATA} "
-            "(put the clone beside shared/ or set LEWS_SHARED_DATA=/path/to/shared/data)",
-            red=True,
-            bold=True,
-        )

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from agent.compat import UTC
 from agent.errors import CaptureError, LewsError
 
 capture_app = typer.Typer(
@@ -26,7 +27,7 @@ def _parse_start(text: str | None) -> float | None:
             f"--start {text!r} is not an ISO 8601 time", fix="e.g. --start 2024-05-01T00:00:00Z"
         ) from exc
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.timezone.utc)  # noqa: UP017
+        stamp = stamp.replace(tzinfo=UTC)
     return stamp.timestamp()
 
 

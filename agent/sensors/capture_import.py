@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.compat import UTC
 from agent.errors import CaptureError
 from agent.sensors.capture import CaptureWriter
 from agent.sensors.gnss_epochs import TimeContext, gps_to_utc
@@ -66,7 +67,7 @@ class ImportResult:
 def _iso(t: float) -> str | None:
     if not math.isfinite(t):
         return None
-    return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"  # noqa: UP017
+    return dt.datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _kind(identity: str) -> str:
@@ -85,7 +86,7 @@ def frame_time(frame: Frame, ctx: TimeContext) -> float | None:
             base = dt.datetime(msg.year, msg.month, msg.day, msg.hour, msg.min, msg.second)
         except (TypeError, ValueError):
             return None
-        t = base.replace(tzinfo=dt.timezone.utc).timestamp() + float(msg.nano) * 1e-9  # noqa: UP017
+        t = base.replace(tzinfo=UTC).timestamp() + float(msg.nano) * 1e-9
         ctx.itow_offset_s = t - float(msg.iTOW) / 1000.0
         ctx.set_date(base.date(), base.time())
         return t
@@ -95,7 +96,7 @@ def frame_time(frame: Frame, ctx: TimeContext) -> float | None:
         except (TypeError, ValueError):
             return None
         ctx.set_date(stamp.date(), stamp.time())
-        return stamp.replace(tzinfo=dt.timezone.utc).timestamp()  # noqa: UP017
+        return stamp.replace(tzinfo=UTC).timestamp()
     if kind == "NAV-SOL":
         if not (getattr(msg, "wknSet", False) and getattr(msg, "towSet", False)):
             return None
@@ -151,7 +152,7 @@ def import_log(
     if start is not None:
         # Centre the day window on start + 12 h, so a time of day without date resolves to the first
         # moment at or after --start (within 24 h; RMC/ZDA/NAV-PVT in the log take over when they come).
-        begin = dt.datetime.fromtimestamp(start, tz=dt.timezone.utc)  # noqa: UP017
+        begin = dt.datetime.fromtimestamp(start, tz=UTC)
         ctx.date = begin.date()
         ctx.date_tod_s = begin.hour * 3600 + begin.minute * 60 + begin.second + 43200 - 1e-3
     stamped: list[tuple[float | None, Frame]] = [(frame_time(f, ctx), f) for f in frames]

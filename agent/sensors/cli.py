@@ -16,7 +16,7 @@ import logging
 import math
 import zlib
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agent.compat import UTC
 from agent.errors import CaptureError, ConfigError, LewsError
 from agent.sensors.gnss import GATE_PRESETS, Reference
 from agent.sensors.gnss_inspect import detect_format, quiet, summarize_gnss
@@ -157,8 +158,7 @@ TIME_KEYS = ("t_first", "t_last")
 
 
 def iso_utc(t: float) -> str:
-    utc = timezone.utc  # noqa: UP017 (the gateway runs on Python 3.10: no datetime.UTC)
-    return datetime.fromtimestamp(t, tz=utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
