@@ -18,7 +18,7 @@ from agent.config import config_from_dict
 from agent.daemon import Daemon
 from agent.features.store import Store
 from agent.jobs.scheduler import Lifecycle, Scheduler, Step
-from agent.supervise import RestartBudget, SupervisedLoop, write_json_atomic
+from agent.jobs.supervise import RestartBudget, SupervisedLoop, write_json_atomic
 from tests.conftest import Broker, free_port
 
 REPO = Path(__file__).resolve().parent.parent

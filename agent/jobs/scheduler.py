@@ -1,6 +1,6 @@
 """The daemon's one small scheduler: named loops of ordered job steps, and an ordered life cycle.
 
-- :class:`Scheduler`: each loop is a :class:`~agent.supervise.SupervisedLoop` (one thread) that runs its
+- :class:`Scheduler`: each loop is a :class:`~agent.jobs.supervise.SupervisedLoop` (one thread) that runs its
   steps in order every ``interval_s`` or at once when woken. A step is *critical* (its exception fails
   the run: counted, and after ``max_failures`` in a row the worker is restarted within the restart
   budget) or *optional* (its exception is counted per step and logged, and the loop goes on: an I/O
@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agent.supervise import RestartBudget, SupervisedLoop
+from agent.jobs.supervise import RestartBudget, SupervisedLoop
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.history import History
-from agent.supervise import write_json_atomic
+from agent.jobs.supervise import write_json_atomic
 
 log = logging.getLogger(__name__)
 
