@@ -213,7 +213,7 @@ def run_demo(
     tmp = tempfile.TemporaryDirectory(prefix="lews-demo-") if workdir is None else None
     root = Path(tmp.name) if tmp is not None else workdir
     if root is None:
-        raise ConfigError("no work directory", fix="pass --workdir DIR")
+        raise ConfigError("no work directory", fix="pass --state-dir DIR")
     root.mkdir(parents=True, exist_ok=True)
     out = sys.stderr if json_out else sys.stdout
     host, port, local = _start_broker(broker)

@@ -1,9 +1,11 @@
 """SQLite time-series store: raw samples, derived steps and device/port counters.
 
-One writer thread owns the write connection and commits batches; any thread may read (each gets its
-own read-only connection, WAL lets readers and the writer run side by side). A batch the disk refuses
-(full, I/O error, corrupt page) stays in memory, bounded by ``max_backlog``, and is retried; ``flush()``
-raises :class:`StoreError` while it cannot be committed. What was committed before stays readable.
+One writer thread owns the write connection and commits batches (started by ``start()`` or by the
+first write, never by the constructor, so a failure after construction leaks no thread); any thread
+may read (each gets its own read-only connection, WAL lets readers and the writer run side by side).
+A batch the disk refuses (full, I/O error, corrupt page) stays in memory, bounded by ``max_backlog``,
+and is retried; ``flush()`` raises :class:`StoreError` while it cannot be committed. What was
+committed before stays readable.
 See docs/store-and-pipeline.md for the schema and the durability argument.
 """
 
@@ -70,7 +72,18 @@ class Store:
         if newest is not None:
             self._newest_t = float(newest)
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._thread.start()
+        self.closed = False
+
+    def start(self) -> Store:
+        """Start the writer thread (idempotent; the first write starts it too)."""
+        with self._cond:
+            if self._thread.ident is None and not self._stop:
+                self._thread.start()
+        return self
+
+    @property
+    def writer_alive(self) -> bool:
+        return self._thread.is_alive()
 
     # ---- opening and schema ---------------------------------------------------------------------
     def _open_writer(self) -> sqlite3.Connection:
@@ -145,6 +158,8 @@ class Store:
             self._retry_now = True
 
     def _enqueue(self, kind: str, payload: Any, *, front: bool = False) -> None:
+        if self._thread.ident is None and not self._stop:  # called with the lock held
+            self._thread.start()
         if front:
             self._queue.appendleft((kind, payload))
         else:
@@ -378,12 +393,14 @@ class Store:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
         with self._cond:
             readers, self._readers = self._readers, []
         for _th, conn in readers:
             conn.close()
         self._wconn.close()
+        self.closed = True
 
     def __enter__(self) -> Store:
         return self
