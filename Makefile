@@ -30,8 +30,12 @@ system-deps:
 	  else echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; fi; \
 	fi
 
+# The real public data the tests read: ../shared/data beside the clone (as in CI), or LEWS_SHARED_DATA.
+export LEWS_SHARED_DATA ?= $(abspath $(CURDIR)/../shared/data)
+
 # Lint and type checks first (fast), then the suite; fault-injection short forms included, `slow` excluded.
 test: venv system-deps lint typecheck
+	@test -d "$(LEWS_SHARED_DATA)" || echo "WARNING: no real data at $(LEWS_SHARED_DATA): real-data tests will skip (set LEWS_SHARED_DATA)"
 	$(BIN)/python -m pytest -q
 
 test-faults: venv system-deps

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import stat
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.compat import tomllib
 from agent.diagnose.settings import DiagnoseSettings
 from agent.errors import ConfigError
 from agent.inference.settings import InferenceSettings

@@ -369,15 +369,16 @@ class Daemon:
             now, steps=False
         )  # samples stamped before `now` are committed before they are read
         data = self.store.read_samples(start, now)
-        for sensor, channels in TELEMETRY_CHANNELS.items():
-            vals = {c: data[c][1] for c in channels if c in data and data[c][1].size}
-            if not vals:
-                continue
-            summary = {c: float(v.sum() if c == "rain.mm" else v[-1]) for c, v in vals.items()}
-            count = max(v.size for v in vals.values())
-            self.publisher.publish_telemetry(
-                sensor, summary, window_start=start, window_end=now, completeness=None, count=count
-            )
+        with self.publisher.telemetry_batch():  # one outbox commit for the round
+            for sensor, channels in TELEMETRY_CHANNELS.items():
+                vals = {c: data[c][1] for c in channels if c in data and data[c][1].size}
+                if not vals:
+                    continue
+                summary = {c: float(v.sum() if c == "rain.mm" else v[-1]) for c, v in vals.items()}
+                count = max(v.size for v in vals.values())
+                self.publisher.publish_telemetry(
+                    sensor, summary, window_start=start, window_end=now, completeness=None, count=count
+                )
 
     def levels_seen(self) -> list[int]:
         with self._lock:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from agent.errors import CommandRejected, LewsError, PublishError
@@ -77,6 +79,8 @@ class Publisher:
         self.handlers: dict[str, CommandHandler] = {"ping": lambda _c: "pong", **(handlers or {})}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.counters: Counter[str] = Counter()
+        self._batch = threading.local()  # .msgs: telemetry collected by telemetry_batch() on this thread
         will = self.factory.status(
             "offline",
             backend=backend,
@@ -153,6 +157,10 @@ class Publisher:
         if spec.schema is None:
             raise PublishError(f"{kind} is not a JSON topic", fix="use publish_alert_event for CAP")
         schemas.validate(spec.schema, payload)
+        return self._wrap(kind, payload, sensor)
+
+    def _wrap(self, kind: str, payload: Mapping[str, Any], sensor: str | None = None) -> OutboundMessage:
+        spec = TOPICS[kind]
         topic = topic_for(kind, self.site, self.node, sensor)
         return OutboundMessage(
             topic=topic,
@@ -292,10 +300,50 @@ class Publisher:
         return self.enqueue("forecast", self.factory.forecast(**kwargs))
 
     def publish_telemetry(self, sensor: str, values: Mapping[str, float | None], **kwargs: Any) -> int | None:
-        return self.enqueue("telemetry", self.factory.telemetry(sensor, values, **kwargs), sensor=sensor)
+        """Commit one telemetry message; inside :meth:`telemetry_batch` it is collected (returns None)
+        and committed with the batch's others in one transaction."""
+        msg = self.message("telemetry", self.factory.telemetry(sensor, values, **kwargs), sensor)
+        pending: list[OutboundMessage] | None = getattr(self._batch, "msgs", None)
+        if pending is not None:
+            pending.append(msg)
+            return None
+        row = self.outbox.enqueue(msg)
+        self.link.wake()
+        return row
+
+    @contextmanager
+    def telemetry_batch(self) -> Iterator[None]:
+        """Telemetry published in the block (this thread) goes to the outbox in ONE commit (one fsync)
+        at its end, so a telemetry round holds the outbox lock once, not once per sensor."""
+        self._batch.msgs = []
+        try:
+            yield
+        finally:
+            msgs, self._batch.msgs = self._batch.msgs, None
+            if msgs:
+                self.outbox.enqueue_many(msgs)
+                self.link.wake()
 
     def publish_wire(self, state: int, *, changed_at: float, level: int) -> int | None:
-        return self.enqueue("wire", self.factory.wire(state, changed_at=changed_at, level=level))
+        """The wire alarm first: sent to the broker at once, then committed (fsync) while it travels.
+
+        Nothing is queued ahead of the send: no schema validation (done after the commit, an
+        invalid payload is logged and counted), no outbox lock, no fsync. The committed row is
+        adopted by the link (deleted at the PUBACK, never sent twice); without a connection it is
+        sent from the outbox like any message. See docs/mqtt.md, "The wire message's path"."""
+        payload = self.factory.wire(state, changed_at=changed_at, level=level)
+        msg = self._wrap("wire", payload)
+        sent = self.link.send_now(msg)
+        row = self.outbox.enqueue(msg)
+        if sent and row is not None:
+            self.link.adopt(row, msg.msg_id)
+        self.link.wake()
+        try:
+            schemas.validate(TOPICS["wire"].schema or "wire", payload)
+        except PublishError as exc:
+            self.counters["invalid_sent"] += 1
+            log.error("the wire message sent does not match its schema: %s", exc)
+        return row
 
     def publish_riskmap(self, summary: Mapping[str, Any], **kwargs: Any) -> int | None:
         return self.enqueue("riskmap", self.factory.riskmap(summary, **kwargs))

@@ -20,8 +20,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-
-from agent.features.samples import Sample
 from firmware_bridge.messages import (
     Ack,
     Frame,
@@ -35,6 +33,8 @@ from firmware_bridge.messages import (
     WireState,
 )
 from firmware_bridge.reader import FrameDecoder
+
+from agent.features.samples import Sample
 
 log = logging.getLogger(__name__)
 

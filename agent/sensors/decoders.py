@@ -59,8 +59,9 @@ class BridgeDecoder:
     """Site microcontroller (firmware_bridge): rain, wire, heartbeat samples; SEISMIC blocks -> seismic."""
 
     def __init__(self, cfg: SensorsConfig, name: str) -> None:
-        from agent.sensors.bridge_device import BridgeDevice
         from firmware_bridge.reader import FrameDecoder
+
+        from agent.sensors.bridge_device import BridgeDevice
 
         self.frames = FrameDecoder(name=name)
         self.device = BridgeDevice(

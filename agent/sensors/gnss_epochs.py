@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent.compat import UTC
+
 NAN = math.nan
 CARRIER_NONE, CARRIER_FLOAT, CARRIER_FIXED = 0, 1, 2
 CARRIER_NAMES = {"none": CARRIER_NONE, "float": CARRIER_FLOAT, "fixed": CARRIER_FIXED}
@@ -45,7 +47,7 @@ GNS_MODE: dict[str, tuple[int, int]] = {
     "M": (0, CARRIER_NONE),
     "S": (0, CARRIER_NONE),
 }
-GPS_EPOCH = dt.datetime(1980, 1, 6, tzinfo=dt.UTC)
+GPS_EPOCH = dt.datetime(1980, 1, 6, tzinfo=UTC)
 # GPS - UTC in seconds from each date on (IERS bulletins); used to date NAV-SOL (GPS week + iTOW).
 _LEAP_DATES = (
     "1981-07-01 1982-07-01 1983-07-01 1985-07-01 1988-01-01 1990-01-01 1991-01-01 1992-07-01 1993-07-01 "
@@ -86,7 +88,7 @@ def _num(value: Any) -> float:
 
 
 def _utc(date: dt.date, tod: dt.time) -> float:
-    return dt.datetime.combine(date, tod, tzinfo=dt.UTC).timestamp()
+    return dt.datetime.combine(date, tod, tzinfo=UTC).timestamp()
 
 
 def _tod_s(tod: dt.time) -> float:
@@ -113,7 +115,7 @@ class TimeContext:
         if date is None:
             if self.clock is None:
                 return None
-            now = dt.datetime.fromtimestamp(self.clock(), tz=dt.UTC)
+            now = dt.datetime.fromtimestamp(self.clock(), tz=UTC)
             date, ref_tod = now.date(), _tod_s(now.time())
         diff = _tod_s(tod) - ref_tod
         if diff > 43200:
@@ -132,7 +134,7 @@ def _ubx_pvt_time(msg: Any) -> float | None:
     if not (getattr(msg, "validDate", False) and getattr(msg, "validTime", False)):
         return None
     try:
-        base = dt.datetime(msg.year, msg.month, msg.day, msg.hour, msg.min, msg.second, tzinfo=dt.UTC)
+        base = dt.datetime(msg.year, msg.month, msg.day, msg.hour, msg.min, msg.second, tzinfo=UTC)
     except (TypeError, ValueError):
         return None
     return base.timestamp() + float(msg.nano) * 1e-9
@@ -143,9 +145,7 @@ def epoch_from_nav_pvt(msg: Any, ctx: TimeContext) -> Epoch | None:
     if t is None:
         return None
     ctx.itow_offset_s = t - float(msg.iTOW) / 1000.0
-    ctx.set_date(
-        dt.datetime.fromtimestamp(t, tz=dt.UTC).date(), dt.datetime.fromtimestamp(t, tz=dt.UTC).time()
-    )
+    ctx.set_date(dt.datetime.fromtimestamp(t, tz=UTC).date(), dt.datetime.fromtimestamp(t, tz=UTC).time())
     return Epoch(
         t=t,
         source="NAV-PVT",
