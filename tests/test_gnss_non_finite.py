@@ -8,9 +8,10 @@ import math
 
 from pynmeagps import GET, NMEAMessage
 
+from agent.compat import UTC
 from agent.sensors.gnss import GnssConfig, GnssProcessor, Reference
 
-UTC_T = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+UTC_T = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def _frames(alt: float, second: int = 0) -> bytes:
