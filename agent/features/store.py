@@ -34,7 +34,7 @@ from agent.features.aggregate import (
 )
 from agent.features.samples import CHANNEL_AGGREGATES, Sample
 from agent.features.settings import StoreConfig
-from agent.features.store_db import open_reader, open_store_db, sample_rows, write_error
+from agent.features.store_db import error_class, open_reader, open_store_db, sample_rows, write_error
 from agent.features.store_queue import WriteQueue
 
 log = logging.getLogger(__name__)
@@ -270,6 +270,7 @@ class Store:
     def _fail(self, exc: sqlite3.Error, batch: list[tuple[str, Any]]) -> None:
         # A rolled-back transaction may have created channel ids that no longer exist: forget them all.
         self._channel_ids = {}
+        kind = error_class(exc)
         err = write_error(self.path, exc, len(batch))
         with self._cond:
             if self.last_error is None or str(self.last_error) != str(err):
