@@ -188,6 +188,8 @@ class Daemon:
         )
 
     def _start_models(self) -> None:
+        # verifying the bundle (signature, hashes, golden vectors) and loading engines comes first
+        self.notifier.extend_timeout(why="verifying the model bundle")
         status = self.models.start()
         self.publisher.set_backend(
             status["mode"], "normal" if status["mode"] != "rules_only" else "rules_only"

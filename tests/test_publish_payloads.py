@@ -6,7 +6,7 @@ import csv
 import json
 import math
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
+from agent.compat import UTC
 from agent.errors import ConfigError, PublishError
 from agent.publish import schemas
 from agent.publish.cap import CAP_NS, LEVEL_MAP, build_cap

@@ -20,8 +20,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from firmware_bridge.simulator import PtyDevice
-
 from agent.config import AgentConfig, config_from_dict
 from agent.daemon import Daemon
 from agent.demo.scenario import DAY, REFERENCE, START_UTC, DemoScenario, storm
@@ -30,6 +28,7 @@ from agent.errors import ConfigError
 from agent.publish.broker import LocalBroker, start_local_broker
 from agent.publish.watch import Received, TopicWatcher
 from agent.sensors.gnss_sim import write_to_fd
+from firmware_bridge.simulator import PtyDevice
 
 log = logging.getLogger(__name__)
 
