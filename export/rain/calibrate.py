@@ -16,6 +16,7 @@ import itertools
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -73,10 +74,13 @@ def candidates(names: list[str], pairs: bool = True) -> list[Candidate]:
     return out
 
 
-def fit(candidate: Candidate, table: DayTable, probability: bool = True) -> Model:
+def fit(
+    candidate: Candidate, table: DayTable, probability: bool = True, warm: dict[str, Any] | None = None
+) -> Model:
     """Logistic regression of the landslide flag on the candidate's predictors (usable days only).
 
-    A single predictor is graded on its value; ``probability=False`` skips its fit (LOEO folds)."""
+    A single predictor is graded on its value; ``probability=False`` skips its fit (LOEO folds).
+    ``warm`` keeps one estimator per candidate so that refits (LOEO folds) start from the last solution."""
     from sklearn.linear_model import LogisticRegression
 
     if candidate.kind == "total" and not probability:
@@ -92,7 +96,12 @@ def fit(candidate: Candidate, table: DayTable, probability: bool = True) -> Mode
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lr = LogisticRegression(C=1.0, max_iter=500).fit((x - mu) / sd, y)
+        lr = warm.get(candidate.name) if warm is not None else None
+        if lr is None:
+            lr = LogisticRegression(C=1.0, max_iter=500, warm_start=warm is not None)
+        lr.fit((x - mu) / sd, y)
+        if warm is not None:
+            warm[candidate.name] = lr
     b = lr.coef_[0] / sd
     b0 = float(lr.intercept_[0] - np.sum(lr.coef_[0] * mu / sd))
     return Model(candidate, b0, {n: float(v) for n, v in zip(candidate.predictors, b, strict=True)})

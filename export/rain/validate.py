@@ -108,12 +108,13 @@ def loeo(
     warn = {lv: [] for lv in LEVELS}  # type: dict[str, list[float]]
     chosen: dict[str, Counter[str]] = {lv: Counter() for lv in LEVELS}
     all_days = np.ones(table.days.size, dtype=bool)
+    warm: dict[str, Any] = {}
     for g in groups:
         keep = np.ones(table.days.size, dtype=bool)
         keep[g[0] : g[-1] + 1] = False
         train = table.subset(keep)
         t_groups = event_groups(train, gap_days)
-        models = [fit(c, train, probability=False) for c in cands]
+        models = [fit(c, train, probability=False, warm=warm) for c in cands]
         choice = choose_levels(train, models, targets, t_groups)
         for lv, ch in choice.items():
             s = ch.model.score(table)
