@@ -1,4 +1,4 @@
-"""The site-calibrated rain rule (``rainfall.calibrated``): live windows, levels, hold, probability, evidence."""
+"""The site-calibrated rain rule (``rainfall.calibrated``): live windows, levels, hold, evidence."""
 
 from __future__ import annotations
 

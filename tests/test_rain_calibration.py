@@ -77,7 +77,7 @@ def test_calibrate_cli_on_a_long_catalogue(tmp_path: Path) -> None:
     assert summary["levels"]["advisory"]["pod"] >= 0.5
     idc = summary["default_id_curve"]
     assert idc["advisory"]["warning_days_per_year"] > summary["levels"]["advisory"]["warning_days_per_year"]
-    assert any("too few" in c for c in summary["caveats"]) == (14 < MIN_EVENTS_FOR_SKILL)
+    assert any("too few" in c for c in summary["caveats"]) == (MIN_EVENTS_FOR_SKILL > 14)
     # The TOML is the site section, usable as is.
     cfg = WarningSettings.model_validate(tomllib.loads(out.read_text())["warning"]).for_site("hill")
     cal_cfg = cfg.rainfall.calibrated
