@@ -79,7 +79,7 @@ def _calibrate(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _storm(table_path: Path, cal: dict[str, Any]) -> tuple[int, list[float], int]:
-    """The landslide day whose calibrated level is highest (most rain at that level): (index, day totals, level)."""
+    """The landslide day reaching the highest calibrated level (most rain among those): index, totals, level."""
     t = read_table(table_path)
     rules = [(k + 1, cal[lv]) for k, lv in enumerate(LEVELS) if isinstance(cal.get(lv), dict)]
     best: tuple[int, float, int] | None = None
@@ -95,7 +95,8 @@ def _storm(table_path: Path, cal: dict[str, Any]) -> tuple[int, list[float], int
 
 def _scenario(day_mm: list[float]) -> DemoScenario:
     days = STORM_DAYS + 1.0
-    rain = tuple(RainStep(k * DAY, mm / 24.0) for k, mm in enumerate(day_mm)) + (
+    rain = (
+        *tuple(RainStep(k * DAY, mm / 24.0) for k, mm in enumerate(day_mm)),
         RainStep(STORM_DAYS * DAY, 0.0),
     )
     bridge = Scenario(
