@@ -79,7 +79,7 @@ def _calibrate(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _storm(table_path: Path, cal: dict[str, Any]) -> tuple[int, list[float], int]:
-    """The landslide day reaching the highest calibrated level (most rain among those): index, totals, level."""
+    """The landslide day reaching the highest calibrated level: its index, day totals and level."""
     t = read_table(table_path)
     rules = [(k + 1, cal[lv]) for k, lv in enumerate(LEVELS) if isinstance(cal.get(lv), dict)]
     best: tuple[int, float, int] | None = None
