@@ -4,8 +4,9 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests and the demo use (real broker, pseudo-terminal tools, headless browser).
-APT_PACKAGES := mosquitto socat chromium
+# Debian packages the tests and the demo use (real broker, pseudo-terminal tools, headless browser,
+# systemd-analyze and libseccomp for the unit-sandbox test).
+APT_PACKAGES := mosquitto socat chromium systemd
 
 .PHONY: venv system-deps test test-slow test-faults demo lint typecheck bench default-bundle clean
 
@@ -29,8 +30,12 @@ system-deps:
 	  else echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; fi; \
 	fi
 
+# The real public data the tests read: ../shared/data beside the clone (as in CI), or LEWS_SHARED_DATA.
+export LEWS_SHARED_DATA ?= $(abspath $(CURDIR)/../shared/data)
+
 # Lint and type checks first (fast), then the suite; fault-injection short forms included, `slow` excluded.
 test: venv system-deps lint typecheck
+	@test -d "$(LEWS_SHARED_DATA)" || echo "WARNING: no real data at $(LEWS_SHARED_DATA): real-data tests will skip (set LEWS_SHARED_DATA)"
 	$(BIN)/python -m pytest -q
 
 test-faults: venv system-deps
@@ -42,9 +47,11 @@ test-slow: venv system-deps
 demo: venv
 	LEWS_LOG_LEVEL=$${LEWS_LOG_LEVEL:-WARNING} $(BIN)/agent demo --duration 60
 
+# lint-imports: the layer contracts of .importlinter (docs/architecture.md, "Layers").
 lint: venv
 	$(BIN)/ruff check agent export firmware_bridge tests bench
 	$(BIN)/ruff format --check agent export firmware_bridge tests bench
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy agent firmware_bridge export

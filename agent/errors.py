@@ -146,6 +146,10 @@ class SupportArchiveError(LewsError):
     """`agent diagnose --bundle` cannot write the support archive."""
 
 
+class UnknownCheckError(LewsError):
+    """`agent diagnose --only/--skip` (or `diagnose.skip`) names a check that does not exist."""
+
+
 # --- toolchain -------------------------------------------------------------------------------------
 class TrainingError(LewsError):
     """Training or evaluation cannot proceed with the given runs/data."""

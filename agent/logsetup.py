@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from agent.compat import UTC, level_names
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,4 +40,34 @@ def setup_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
+    root.setLevel(level if level in level_names() else "INFO")
+
+
+class _Holder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def held_logs(*, replay: bool) -> Iterator[list[logging.LogRecord]]:
+    """Hold every log record emitted inside the block; afterwards print them (``replay``) or drop them.
+
+    For commands whose output is a table a person reads (``agent diagnose``): the table comes first,
+    the log lines only on request (``--verbose``), never interleaved."""
+    root = logging.getLogger()
+    holder = _Holder()
+    saved = root.handlers[:]
+    root.handlers[:] = [holder]
+    try:
+        yield holder.records
+    finally:
+        root.handlers[:] = saved
+        if replay:
+            for record in holder.records:
+                for handler in saved:
+                    if record.levelno >= handler.level:
+                        handler.handle(record)

@@ -24,7 +24,13 @@ from agent.inference.engine_meta import (
     write_sidecar,
 )
 from agent.inference.manifest import ENGINE_DIR, ModelEntry, model_entries, read_manifest, sha256_file
-from agent.inference.verify import compare_outputs, load_golden, verify_bundle, verify_files
+from agent.inference.verify import (
+    compare_outputs,
+    golden_reference,
+    load_golden,
+    verify_bundle,
+    verify_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +192,8 @@ def build_engines(
                 got = backend.run(entry.name, golden.inputs)
             finally:
                 backend.close()
-            ratios = compare_outputs(
-                got, golden.outputs[variant.id], variant.golden_tolerance, scale=opts.tolerance_scale
-            )
+            want = golden_reference(golden, variant, bundle_dir / entry.golden_file)
+            ratios = compare_outputs(got, want, variant.golden_tolerance, scale=opts.tolerance_scale)
             if not max(ratios.values()) <= 1.0:
                 raise GoldenMismatchError(
                     f"{final}: TensorRT output disagrees with onnxruntime on the golden vectors beyond "

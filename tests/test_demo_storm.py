@@ -24,7 +24,7 @@ def _t(iso: str) -> float:
 def test_storm_reaches_watch_before_the_wire_and_warning_with_it(mosquitto, tmp_path: Path) -> None:
     watcher = TopicWatcher(mosquitto.host, mosquitto.port, "lews/v1/#").start()
     cmd = [sys.executable, "-m", "agent.cli", "demo", "--duration", f"{DURATION_S:g}"]
-    cmd += ["--broker", f"{mosquitto.host}:{mosquitto.port}", "--json", "--workdir", str(tmp_path / "demo")]
+    cmd += ["--broker", f"{mosquitto.host}:{mosquitto.port}", "--json", "--state-dir", str(tmp_path / "demo")]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION_S + 60)
         watcher.wait_for(

@@ -20,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from firmware_bridge.simulator import PtyDevice
+
 from agent.config import AgentConfig, config_from_dict
 from agent.daemon import Daemon
 from agent.demo.scenario import DAY, REFERENCE, START_UTC, DemoScenario, storm
@@ -28,7 +30,6 @@ from agent.errors import ConfigError
 from agent.publish.broker import LocalBroker, start_local_broker
 from agent.publish.watch import Received, TopicWatcher
 from agent.sensors.gnss_sim import write_to_fd
-from firmware_bridge.simulator import PtyDevice
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def run_demo(
     tmp = tempfile.TemporaryDirectory(prefix="lews-demo-") if workdir is None else None
     root = Path(tmp.name) if tmp is not None else workdir
     if root is None:
-        raise ConfigError("no work directory", fix="pass --workdir DIR")
+        raise ConfigError("no work directory", fix="pass --state-dir DIR")
     root.mkdir(parents=True, exist_ok=True)
     out = sys.stderr if json_out else sys.stdout
     host, port, local = _start_broker(broker)

@@ -179,8 +179,9 @@ RAIN_ANOMALIES = ("regression", "implausible", "rebaseline")  # agent.sensors.br
 
 def _rain_anomalies(probe: PortProbe, mm_per_tip: float, max_mm_per_h: float) -> dict[str, int]:
     """Run the daemon's own counter rule over the RAIN frames heard; count what it would not believe."""
-    from agent.sensors.bridge_device import rain_step
     from firmware_bridge.messages import Rain
+
+    from agent.sensors.bridge_device import rain_step
 
     state = None
     bad: Counter[str] = Counter()

@@ -14,9 +14,10 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from agent.compat import UTC
 from agent.errors import PublishError
 
 SCHEMA_VERSION = 1
