@@ -6,14 +6,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from agent.errors import LewsError
-
-if TYPE_CHECKING:  # export.cli imports this module
-    from export.cli import Groups
+from export.groups import Groups
 
 log = logging.getLogger(__name__)
 
