@@ -44,6 +44,7 @@ _REGISTRARS = (
     "export.displacement.cli",  # data import ..., data synth series, train/evaluate displacement, finetune
     "export.unet.cli",  # data synth scenes, train/evaluate/predict unet
     "export.bundle_cli",  # keygen, bundle, engine
+    "export.rain.cli",  # data import rain-catalogue, calibrate rain, report rain
 )
 
 
