@@ -24,7 +24,7 @@ from agent.errors import LewsError, StoreError
 from agent.features.aggregate import DAY_S, HOUR_S
 from agent.features.samples import Sample
 from agent.features.store import Store
-from agent.forecaster import Forecaster, ForecastResult
+from agent.forecaster import Forecaster, ForecastResult, payload_fields
 from agent.history import HISTORY_FILE, History, save_riskmap
 from agent.inference.manager import ModelManager
 from agent.publish.commands import AckRequest, VerifiedCommand
@@ -93,7 +93,7 @@ class Daemon:
         if inference.state_dir is None:
             inference = inference.model_copy(update={"state_dir": self.state_dir / "bundles"})
         self.models = ModelManager(inference)
-        self.forecaster = Forecaster(self.store, self.models, step_s=DAY_S)
+        self.forecaster = Forecaster(self.store, self.models, step_s=DAY_S, settings=cfg.warning.forecast)
         self.history = History(self.state_dir / HISTORY_FILE)  # levels and forecasts for report / page
         self.web: StatusServer | None = None
         raster = cfg.daemon.site_raster
@@ -216,17 +216,7 @@ class Daemon:
         self._last_forecast_step = step
         self._forecast = result
         fc = result.forecast
-        self.publisher.publish_forecast(
-            valid_from=result.valid_from,
-            horizon_s=result.horizon_s,
-            predicted_mm={"value": fc.displacement_mm, "lo": fc.interval_mm[0], "hi": fc.interval_mm[1]},
-            exceedance={f"{k:g}": v for k, v in fc.exceed_prob.items()},
-            level=self._last_level(),
-            model_version=result.model_version,
-            backend=result.backend,
-            completeness=fc.completeness,
-            thresholds_mm={"primary": fc.threshold_mm},
-        )
+        self.publisher.publish_forecast(**payload_fields(result, self._last_level()))
         self.history.record_forecast(
             t=now,
             valid_from=result.valid_from,
