@@ -92,7 +92,7 @@ class Daemon:
             inference = inference.model_copy(update={"state_dir": self.state_dir / "bundles"})
         self.models = ModelManager(inference)
         self.lifecycle.owns("models", self._close_models)
-        self.forecaster = Forecaster(self.store, self.models, step_s=DAY_S)
+        self.forecaster = Forecaster(self.store, self.models, step_s=DAY_S, settings=cfg.warning.forecast)
         self.history = History(self.state_dir / HISTORY_FILE)  # levels and forecasts for report / page
         raster = cfg.daemon.site_raster
         self.riskmapper = RiskMapper(load_site_raster(raster), self.models) if raster is not None else None

@@ -80,7 +80,7 @@ def all_payloads() -> dict[str, dict[str, Any]]:
             valid_from=T0,
             horizon_s=86400,
             predicted_mm={"disp_e_mm": 12.5, "disp_n_mm": float("nan")},
-            exceedance={"watch": 0.4},
+            exceedance=[{"threshold_mm": 10.0, "probability": 0.4, "level": "watch"}],
             level=1,
             model_version="m1",
             backend="onnxruntime",
@@ -126,6 +126,10 @@ def test_schemas_catch_wrong_payloads() -> None:
     assert schemas.errors("status", naive_time)
     wrong_kind = dict(p["forecast"], schema="lews.alert")
     assert schemas.errors("forecast", wrong_kind)
+    # forecast schema v2 (docs/mqtt.md): exceedance is a list, the v1 object is refused
+    assert p["forecast"]["schema_version"] == 2 and p["status"]["schema_version"] == 1
+    assert schemas.errors("forecast", dict(p["forecast"], exceedance={"watch": 0.4}))
+    assert schemas.errors("status", dict(p["status"], schema_version=2))
     with pytest.raises(PublishError, match=r"alert payload does not follow alert\.schema\.json"):
         schemas.validate("alert", bad_level)
 

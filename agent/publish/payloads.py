@@ -12,7 +12,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,8 @@ from agent.compat import UTC
 from agent.errors import PublishError
 
 SCHEMA_VERSION = 1
+# payload kinds whose shape changed since version 1 (docs/mqtt.md, "Schema versions")
+SCHEMA_VERSIONS: dict[str, int] = {"forecast": 2}
 LEVEL_NAMES: dict[int, str] = {0: "normal", 1: "advisory", 2: "watch", 3: "warning"}
 WIRE_STATES: dict[int, str] = {0: "intact", 1: "tripped", 2: "open_circuit", 3: "short"}
 EVENT_TYPES = ("trigger", "update", "resolve", "acknowledge")
@@ -84,7 +86,7 @@ class PayloadFactory:
     def envelope(self, schema: str, t: float | None = None) -> dict[str, Any]:
         return {
             "schema": f"lews.{schema}",
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": SCHEMA_VERSIONS.get(schema, SCHEMA_VERSION),
             "msg_id": self.new_id(),
             "time": iso_z(self.clock() if t is None else t),
             "site": self.site,
@@ -182,22 +184,31 @@ class PayloadFactory:
         valid_from: float,
         horizon_s: float,
         predicted_mm: Mapping[str, float | None],
-        exceedance: Mapping[str, float | None],
+        exceedance: Sequence[Mapping[str, Any]],
         level: int,
         model_version: str | None,
         backend: str,
         completeness: float | None,
         thresholds_mm: Mapping[str, float] | None = None,
+        model: Mapping[str, Any] | None = None,
+        horizons: Sequence[Mapping[str, Any]] = (),
+        warning: Mapping[str, Any] | None = None,
         t: float | None = None,
     ) -> dict[str, Any]:
+        """Schema v2: ``exceedance`` is a list of ``{threshold_mm, probability, level}`` for the site's
+        level thresholds at the warning horizon ``horizon_s``; ``horizons`` every horizon's forecast;
+        ``model`` names the model and horizon; ``warning`` the alarm-rate target."""
         p = self.envelope("forecast", t)
         p.update(
             valid_from=iso_z(valid_from),
             valid_to=iso_z(valid_from + horizon_s),
             horizon_s=float(horizon_s),
             predicted_mm=clean_json(dict(predicted_mm), "predicted_mm"),
-            exceedance=clean_json(dict(exceedance), "exceedance"),
+            exceedance=clean_json([dict(e) for e in exceedance], "exceedance"),
             thresholds_mm=clean_json(dict(thresholds_mm or {}), "thresholds_mm"),
+            model=clean_json(dict(model or {"name": "displacement", "variant": None}), "model"),
+            horizons=clean_json([dict(h) for h in horizons], "horizons"),
+            warning=clean_json(None if warning is None else dict(warning), "warning"),
             level=_level(level),
             model_version=model_version,
             backend=backend,
