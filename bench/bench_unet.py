@@ -22,6 +22,7 @@ Last stdout line: one JSON object.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import sys
@@ -155,9 +156,9 @@ def run(base: int, depth: int, batch: int, min_seconds: float) -> dict[str, Any]
         fns: dict[str, Callable[[], object]] = {"peak": lambda: gemm.run(None, feeds)}
         for h, v in built.items():
             xt = torch.from_numpy(v["x"])
-            fns[f"{h}/torch_eager_fp32"] = lambda m=v["model"], xt=xt: _no_grad(m, xt)
-            fns[f"{h}/ort_fp32"] = lambda s=v["s32"], x=v["x"]: s.run(None, {"tiles": x})
-            fns[f"{h}/ort_int8"] = lambda s=v["s8"], x=v["x"]: s.run(None, {"tiles": x})
+            fns[f"{h}/torch_eager_fp32"] = functools.partial(_no_grad, v["model"], xt)
+            fns[f"{h}/ort_fp32"] = functools.partial(v["s32"].run, None, {"tiles": v["x"]})
+            fns[f"{h}/ort_int8"] = functools.partial(v["s8"].run, None, {"tiles": v["x"]})
         load_before = load()
         sec = _time_round_robin(fns, min_seconds)
         load_after = load()
