@@ -92,7 +92,7 @@ def run_bench(name: str, args: list[str], tmp: Path, timeout_s: float) -> dict[s
 
 def plan(quick: bool, work: Path) -> dict[str, tuple[list[str], float]]:
     q = quick
-    steps = {
+    steps: dict[str, tuple[list[str], float]] = {
         "memory": (["bench/bench_memory.py", "--batches", "3" if q else "10"], 600),
         "realtime": (["bench/bench_realtime.py", "--seconds", "60"], 420),
         "ingest": (
