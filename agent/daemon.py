@@ -29,6 +29,7 @@ from agent.history import HISTORY_FILE, History, save_riskmap
 from agent.inference.manager import ModelManager
 from agent.publish.commands import AckRequest, VerifiedCommand
 from agent.publish.publisher import Publisher
+from agent.publish.sensor_ids import sensor_identities
 from agent.report.data import StatePaths
 from agent.riskmap import RiskMapper, load_site_raster
 from agent.sdnotify import Notifier
@@ -108,6 +109,8 @@ class Daemon:
             agent_version=__version__,
             clock=clock,
             handlers={"ack": self._on_ack},
+            sensors=sensor_identities(cfg.sensors),
+            validity_s={lvl: cfg.warning.alert.validity_s.for_level(lvl) for lvl in (1, 2, 3)},
         )
         self.engine = self._load_engine()
         self.loops = [
