@@ -85,7 +85,7 @@ class PayloadFactory:
     validity_s: Mapping[int, float] = field(default_factory=dict)
 
     def _alert_context(self, level: int, explanation: Mapping[str, Any], t: float) -> dict[str, Any]:
-        """``expires`` and ``sensors`` of an alert or alert event at ``level`` explained by ``explanation``."""
+        """``expires`` and ``sensors`` of an alert (or alert event) at ``level`` with ``explanation``."""
         validity = self.validity_s.get(int(level))
         expires = iso_z(t + validity) if level > 0 and validity is not None else None
         named = [str(s.get("source")) for s in explanation.get("sources") or [] if isinstance(s, Mapping)]
