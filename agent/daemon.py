@@ -403,6 +403,7 @@ class Daemon:
             "daemon": dict(self.counters),
             "loops": {lp.name: {"runs": lp.runs, "failures": lp.failures} for lp in self.loops},
             "fatal": self.fatal,
+            "stopped": self._stopped.is_set(),  # the last status.json of a clean stop says so
         }
 
     def _write_status(self) -> None:

@@ -112,7 +112,11 @@ def demo(
     json_out: Annotated[bool, typer.Option("--json", help="Final summary as one JSON line.")] = False,
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 0.0,
     workdir: Annotated[
-        Path | None, typer.Option(help="Keep state here (default: a temporary folder).")
+        Path | None,
+        typer.Option(
+            help="Folder for the demo's state, store, outbox and agent.toml; kept after the demo "
+            "(default: a new folder under /tmp, printed at the end)."
+        ),
     ] = None,
 ) -> None:
     """Simulated site (storm, acceleration, wire trip) -> daemon -> MQTT, with a live view and a summary."""
