@@ -43,6 +43,7 @@ from agent.jobs.telemetry import TelemetryJob
 from agent.jobs.watchdog import WatchdogJob
 from agent.jobs.wire import WireMirror
 from agent.publish.publisher import Publisher
+from agent.publish.sensor_ids import sensor_identities
 from agent.riskmap import RiskMapper, load_site_raster
 from agent.sdnotify import Notifier
 from agent.sensors.pipeline import Pipeline
@@ -103,6 +104,8 @@ class Daemon:
             agent_version=__version__,
             clock=clock,
             handlers={"ack": lambda cmd: self.evaluation.on_ack(cmd)},
+            sensors=sensor_identities(cfg.sensors),
+            validity_s={lvl: cfg.warning.alert.validity_s.for_level(lvl) for lvl in (1, 2, 3)},
         )
         self.lifecycle.owns("publisher", self._stop_publisher)
         level = self._last_level
@@ -315,4 +318,5 @@ class Daemon:
             "worker_restarts": self.scheduler.restarts,
             "max_worker_restarts": self.cfg.daemon.max_worker_restarts,
             "fatal": self.fatal,
+            "stopped": self._stopped.is_set(),  # the last status.json of a clean stop says so
         }
