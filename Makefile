@@ -70,12 +70,14 @@ test-slow: venv system-deps
 demo: venv
 	LEWS_LOG_LEVEL=$${LEWS_LOG_LEVEL:-WARNING} $(BIN)/agent demo --duration 60
 
+# lint-imports: the layer contracts of .importlinter (docs/architecture.md, "Layers").
 lint: venv
 	$(BIN)/ruff check agent export firmware_bridge tests bench
 	$(BIN)/ruff format --check agent export firmware_bridge tests bench
+	$(BIN)/lint-imports
 
 typecheck: venv
-	$(BIN)/mypy agent firmware_bridge export
+	$(BIN)/mypy agent firmware_bridge export tests bench
 	# the gateway runtime against Python 3.10's standard library (no tomllib, datetime.UTC, StrEnum, ...)
 	$(BIN)/mypy --python-version 3.10 agent firmware_bridge
 

@@ -33,6 +33,10 @@ class SiteSeriesError(DataError):
     """A site-series CSV (or the source it is imported from) cannot be used as is."""
 
 
+class RainCatalogueError(DataError):
+    """A rain record, landslide list or day table for threshold calibration cannot be used as is."""
+
+
 class RasterError(DataError):
     """A raster tile / stack / patch cannot be used as is."""
 

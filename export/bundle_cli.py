@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from agent.errors import LewsError
-
-if TYPE_CHECKING:  # export.cli imports this module
-    from export.cli import Groups
+from export.groups import Groups
 
 
 def _fail(exc: LewsError) -> None:
@@ -53,7 +50,7 @@ def bundle(
 ) -> None:
     """Export FP32 + Q/DQ INT8 ONNX of every model in the runs, with golden vectors, signed."""
     from export.bundle import build_bundle
-    from export.runs import load_run
+    from export.run_loader import load_run
 
     try:
         runs = [load_run(d) for d in run_dirs]

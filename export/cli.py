@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from dataclasses import dataclass
 
 import typer
 
 from agent.logsetup import setup_logging
-
-
-@dataclass(frozen=True)
-class Groups:
-    """Sub-command groups that several areas add commands to."""
-
-    app: typer.Typer
-    data_import: typer.Typer  # agent-export data import ...
-    data_synth: typer.Typer  # agent-export data synth ...
-    train: typer.Typer  # agent-export train displacement|unet
-    evaluate: typer.Typer  # agent-export evaluate displacement|unet
-    predict: typer.Typer  # agent-export predict unet
+from export.groups import Groups
 
 
 def _typer(name: str, help_: str) -> typer.Typer:
@@ -56,6 +44,7 @@ _REGISTRARS = (
     "export.displacement.cli",  # data import ..., data synth series, train/evaluate displacement, finetune
     "export.unet.cli",  # data synth scenes, train/evaluate/predict unet
     "export.bundle_cli",  # keygen, bundle, engine
+    "export.rain.cli",  # data import rain-catalogue, calibrate rain, report rain
 )
 
 

@@ -71,7 +71,7 @@ def test_roundtrip_every_kind_acked_once_and_valid(tmp_path: Path, mosquitto: An
                 valid_from=rain[-1][0],
                 horizon_s=86400.0,
                 predicted_mm={"disp_e_mm": 3.2},
-                exceedance={"watch": 0.2},
+                exceedance=[{"threshold_mm": 5.0, "probability": 0.2, "level": "watch"}],
                 level=1,
                 model_version="m1",
                 backend="onnxruntime",

@@ -123,3 +123,19 @@ def test_selftest_on_tensorrt_builds_the_engine_and_reproduces_golden(tmp_path: 
     rc, rep, err = _selftest("--bundle", str(bundle), "--public-key", str(DEMO_KEY), "--backend", "tensorrt",
                              "--no-build")  # fmt: skip
     assert rc == 0, (rep, err)  # the engines just built load as they are
+
+
+def test_the_demo_bundle_passes_the_int8_task_gates() -> None:
+    """The task-level gates of the shipped INT8 variants (test split, INT8 vs FP32), beside the golden check."""
+    manifest = json.loads((DEMO / "manifest.json").read_text())
+    models = {m["name"]: m for m in manifest["models"]}
+    for vid in ("int8_ort", "int8_trt"):
+        disp = models["displacement"]["accuracy"]["int8_vs_fp32"][vid]
+        assert abs(disp["displacement_mm"]["mae_change_pct"]) <= 2.0  # MAE within 2 % of FP32
+        unet = models["unet"]["accuracy"]["int8_vs_fp32"][vid]["probability"]
+        assert unet["f1_dice_points_lost"] <= 2.0 and unet["thresholded_agreement"] >= 0.97
+    for m in models.values():
+        for v in m["variants"]:
+            if v["precision"] == "int8":  # portable golden check (issue 14)
+                assert v["golden_reference"] == "fp32" and "calibration inputs" in v["golden_tolerance_basis"]
+                assert "7-bit" in v["quantization"]["weights"]

@@ -51,8 +51,7 @@ def diagnose_results(
     """Results in table order; a configuration that does not load is a single FAIL (nothing else runs).
 
     ``skip`` adds to the configuration's ``diagnose.skip``; ``listen_s`` None: ``diagnose.listen_s``."""
-    from agent.config import load_config
-    from agent.diagnose.settings import diagnose_settings
+    from agent.config import diagnose_settings, load_config
 
     try:
         cfg = load_config(config_path)

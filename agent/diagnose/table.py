@@ -21,6 +21,7 @@ from agent.sensors.settings import SerialPortConfig
 FIXED_HEAD: tuple[tuple[str, Callable[[Context], Result], float], ...] = (
     ("config", checks_config.config, 2.0),
     ("daemon", checks_config.daemon, 2.0),
+    ("warning.rain_thresholds", checks_config.rain_thresholds, 2.0),
 )
 FIXED_TAIL: tuple[tuple[str, Callable[[Context], Result], float], ...] = (
     ("bundle.integrity", checks_bundle.integrity, 60.0),
