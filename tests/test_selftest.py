@@ -87,6 +87,16 @@ def test_selftest_needs_a_key_with_a_bundle() -> None:
     assert proc.returncode == 2 and "--public-key" in proc.stderr
 
 
+def test_selftest_on_tensorrt_without_it_fails_at_load_with_the_reason() -> None:
+    if not _gpu_reason():
+        pytest.skip("TensorRT and a GPU are here: the gpu-marked test covers this backend")
+    rc, rep, _ = _selftest("--bundle", str(DEMO), "--public-key", str(DEMO_KEY), "--backend", "tensorrt")
+    assert rc == 1 and rep["ok"] is False
+    assert [(s["name"], s["ok"]) for s in rep["stages"]] == [("verify", True), ("load", False)]
+    assert "tensorrt" in rep["stages"][1]["detail"] and rep["stages"][1]["fix"]
+    assert rep["runtime"]["gpu"].startswith("unavailable")
+
+
 def test_diagnose_runs_the_selftest_only_when_asked(tmp_path: Path) -> None:
     cfg = config_from_dict({"daemon": {"state_dir": str(tmp_path / "state")}})
     names = [c.name for c in build_checks(Context(cfg, options=Options(listen_s=0.1)))]

@@ -89,10 +89,19 @@ def runtime_info(backend: str) -> dict[str, str]:
         info["cpu_isa"] = ",".join(isa) or "unknown"
     except OSError:
         info["cpu_isa"] = "unknown"
-    if backend == "onnxruntime":
-        import onnxruntime
+    import onnxruntime  # the verify stage always runs onnxruntime
 
-        info["onnxruntime"] = str(onnxruntime.__version__)
+    info["onnxruntime"] = str(onnxruntime.__version__)
+    if backend == "tensorrt":
+        from agent.inference.engine_meta import current_device
+
+        try:
+            dev = current_device()
+            info.update(
+                tensorrt=dev.tensorrt_version, gpu=dev.gpu_name, compute_capability=dev.compute_capability
+            )
+        except LewsError as exc:  # reported; the load stage fails with the same reason
+            info["gpu"] = f"unavailable: {exc.message}"
     return info
 
 
