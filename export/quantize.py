@@ -3,23 +3,17 @@
 Two variants (docs/int8.md):
 - ``int8_trt``: activations int8 *symmetric* per tensor, weights int8 symmetric per channel. This is
   what TensorRT 10 explicit quantization consumes (zero points must be 0).
-- ``int8_ort``: activations uint8 asymmetric per tensor, weights int8 symmetric per channel (u8s8),
-  onnxruntime's fastest CPU path; TensorRT cannot use it.
+- ``int8_ort``: activations uint8 asymmetric per tensor, weights uint8 asymmetric per channel (u8u8),
+  onnxruntime's CPU path; TensorRT cannot use it.
 
-Weights of both use a 7-bit range (``reduce_range``, |q| <= 64): onnxruntime's u8s8 kernels on x86
-without VNNI (AVX2, AVX-512 without VNNI) multiply with VPMADDUBSW, which adds two u8 x s8 products in
-int16 and saturates when they exceed 32767 (255 x 127 x 2 = 64770 can); with 7-bit weights the pair
-stays <= 255 x 64 x 2 = 32640, so every CPU (VNNI, AVX2, ARM NEON/SDOT) computes the same integer
-products and the INT8 results no longer depend on the instruction set of the machine that runs them.
-The cost, one bit of weight resolution, is measured in the manifest (error vs FP32, task metrics).
-
-Per-node decisions: quantize everything, measure each output's error against FP32 on the
-calibration inputs, then try, one at a time: leaving the output of a Sigmoid/Softmax that produces
-a graph output unquantized (probabilities are compared with thresholds), keeping the first
-Gemm/MatMul/Conv on a graph input in FP32, keeping the last one before each graph output in FP32.
-A trial is kept only when it measurably reduces the error (rule in EXCLUDE_GAIN /
-EXCLUDE_MIN_SCORE). Every measurement is returned so the manifest records why a node is or is not
-quantized.
+No variant depends on the CPU's instruction set: onnxruntime's u8s8 kernels on x86 without VNNI
+(AVX2, AVX-512 without VNNI) multiply with VPMADDUBSW, which adds two u8 x s8 products in int16 and
+saturates above 32767 (255 x 127 x 2 = 64770 can), so the same graph gave different numbers on VNNI,
+AVX2 and ARM machines. Per onnxruntime's quantization guide the remedies are reduce_range or U8U8:
+- ``int8_ort`` uses **u8 weights** (asymmetric per channel, 8 bits): u8 x u8 kernels widen to 16 bits
+  before multiplying and never saturate; 8-bit weights keep the accuracy (measured, docs/int8.md).
+- ``int8_trt`` must keep symmetric s8 weights for TensorRT, so its weights use a **7-bit range**
+  (``reduce_range``, |q| <= 64): 255 x 64 x 2 = 32640 fits int16 when onnxruntime checks it.
 """
 
 from __future__ import annotations
@@ -65,8 +59,6 @@ PASS_THROUGH = (
 EXCLUDE_GAIN = 0.7
 # ... and the score before was above this (p99 |int8 - fp32| / std(fp32) per output).
 EXCLUDE_MIN_SCORE = 0.02
-# 7-bit weights: no 16-bit saturation in onnxruntime's AVX2 u8s8 kernels (module docstring).
-REDUCE_RANGE = True
 
 
 @dataclass(frozen=True)
@@ -77,12 +69,24 @@ class QuantScheme:
     activation_symmetric: bool
     description_activations: str
     quantize_bias: bool  # int32 bias DQ: onnxruntime fuses it; TensorRT keeps biases in float
-    description_weights: str = "int8 symmetric per-channel, 7-bit range (reduce_range: no u8s8 saturation)"
+    description_weights: str
+    weight_type: QuantType
+    weight_symmetric: bool
+    reduce_range: bool  # 7-bit weights
 
 
 SCHEMES: dict[str, QuantScheme] = {
     "int8_trt": QuantScheme(
-        "int8_trt", ("tensorrt",), QuantType.QInt8, True, "int8 symmetric per-tensor", quantize_bias=False
+        "int8_trt",
+        ("tensorrt",),
+        QuantType.QInt8,
+        True,
+        "int8 symmetric per-tensor",
+        quantize_bias=False,
+        description_weights="int8 symmetric per-channel, 7-bit range (reduce_range: no u8s8 saturation)",
+        weight_type=QuantType.QInt8,
+        weight_symmetric=True,
+        reduce_range=True,
     ),
     "int8_ort": QuantScheme(
         "int8_ort",
@@ -91,6 +95,10 @@ SCHEMES: dict[str, QuantScheme] = {
         False,
         "uint8 asymmetric per-tensor",
         quantize_bias=True,
+        description_weights="uint8 asymmetric per-channel, 8-bit (u8u8 kernels: no saturation)",
+        weight_type=QuantType.QUInt8,
+        weight_symmetric=False,
+        reduce_range=False,
     ),
 }
 
@@ -195,14 +203,14 @@ def quantize(
             _Reader(calib),
             quant_format=QuantFormat.QDQ,
             activation_type=scheme.activation_type,
-            weight_type=QuantType.QInt8,
+            weight_type=scheme.weight_type,
             per_channel=True,
-            reduce_range=REDUCE_RANGE,
+            reduce_range=scheme.reduce_range,
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=list(exclude),
             extra_options={
                 "ActivationSymmetric": scheme.activation_symmetric,
-                "WeightSymmetric": True,
+                "WeightSymmetric": scheme.weight_symmetric,
                 "DedicatedQDQPair": False,
                 "QuantizeBias": scheme.quantize_bias,
                 "OpTypesToExcludeOutputQuantization": list(float_output_ops or []),

@@ -63,6 +63,25 @@ def test_trt_variant_is_symmetric_int8_with_per_channel_weights(
     assert counts["compute_nodes_int8"] >= counts["compute_nodes"] - len(res.nodes_excluded)
 
 
+@pytest.mark.parametrize("variant", ["int8_trt", "int8_ort"])
+def test_weights_use_the_7_bit_range_so_no_cpu_saturates(
+    disp: tuple[object, Path], tmp_path: Path, variant: str
+) -> None:
+    """Issue 14: |q| <= 64 keeps two u8 x s8 products within int16 (onnxruntime's AVX2 u8s8 kernels
+    without VNNI saturate above 32767), so every instruction set computes the same integers."""
+    model, fp32 = disp
+    res = quantize_with_decisions(fp32, tmp_path / "q.onnx", model.calibration_inputs, SCHEMES[variant])  # type: ignore[attr-defined]
+    graph = onnx.load(str(res.path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    weights = [
+        inits[n.input[0]] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+    ]
+    weights = [w for w in weights if w.dtype == np.int8 and w.ndim > 1]
+    assert weights, "no int8 weight initializers"
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
+    assert max(int(255 * np.abs(w.astype(np.int32)).max() * 2) for w in weights) <= 32767
+
+
 def test_ort_variant_uses_uint8_activations(disp: tuple[object, Path], tmp_path: Path) -> None:
     model, fp32 = disp
     res = quantize_with_decisions(fp32, tmp_path / "ort.onnx", model.calibration_inputs, SCHEMES["int8_ort"])  # type: ignore[attr-defined]
