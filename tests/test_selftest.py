@@ -148,4 +148,5 @@ def test_the_demo_bundle_passes_the_int8_task_gates() -> None:
         for v in m["variants"]:
             if v["precision"] == "int8":  # portable golden check (issue 14)
                 assert v["golden_reference"] == "fp32" and "calibration inputs" in v["golden_tolerance_basis"]
-                assert "7-bit" in v["quantization"]["weights"]
+                want = "7-bit range" if v["id"] == "int8_trt" else "uint8 asymmetric per-channel, 8-bit"
+                assert want in v["quantization"]["weights"]
