@@ -90,11 +90,18 @@ class RetainedState:
         return data if isinstance(data, dict) else None
 
     def messages(self) -> list[DirectMessage]:
-        """The last retained alert and wire payloads as stored (same ``msg_id``), for every connect."""
+        """The last retained alert and wire payloads as stored (same ``msg_id``), for every connect;
+        one still queued in the outbox is left to it (it goes out from there, once)."""
         out: list[DirectMessage] = []
         for kind, topic in self.topics.items():
             raw = self.payload(kind)
-            if raw is not None:
+            if raw is None:
+                continue
+            try:
+                msg_id = str(json.loads(raw).get("msg_id", ""))
+            except (ValueError, AttributeError):
+                continue
+            if not self.outbox.holds(msg_id):
                 out.append(DirectMessage(topic, raw))
         return out
 
