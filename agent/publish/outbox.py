@@ -268,8 +268,8 @@ class Outbox:
             rows = self._conn.execute(f"SELECT {_COLUMNS} FROM outbox ORDER BY priority, id").fetchall()
         return [_row(r) for r in rows]
 
-    def holds(self, msg_id: str) -> bool:
-        """True while a message with this ``msg_id`` is still queued (not acknowledged)."""
+    def queued(self, msg_id: str) -> bool:
+        """Whether a message with ``msg_id`` is still waiting to be sent (or acknowledged)."""
         with self._lock:
             row = self._conn.execute("SELECT 1 FROM outbox WHERE msg_id = ? LIMIT 1", (msg_id,)).fetchone()
         return row is not None
