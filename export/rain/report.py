@@ -19,7 +19,9 @@ from export.rain.table import read_table
 COLOURS = {"advisory": "#e0b000", "watch": "#e07000", "warning": "#c00000"}
 
 
-def _curve(score: np.ndarray, event: np.ndarray, groups: list[np.ndarray], years: float) -> tuple[np.ndarray, np.ndarray]:
+def _curve(
+    score: np.ndarray, event: np.ndarray, groups: list[np.ndarray], years: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(false-alarm days/yr, POD) over thresholds at every non-event score."""
     from export.rain.calibrate import caught
 
@@ -55,12 +57,25 @@ def make_figures(table_path: Path, summary: dict[str, Any], out: Path) -> list[P
         if f["threshold"] is None:
             continue
         lo, hi = f["pod_ci95"]
-        ax.errorbar([f["false_alarm_days_per_year"]], [f["pod"]], yerr=[[f["pod"] - lo], [hi - f["pod"]]],
-                    fmt="o", color=COLOURS[lv], capsize=3, label=f"{lv}: {f['predictor']} (LOEO, 95 % CI)")  # fmt: skip
+        ax.errorbar(
+            [f["false_alarm_days_per_year"]],
+            [f["pod"]],
+            yerr=[[f["pod"] - lo], [hi - f["pod"]]],
+            fmt="o",
+            color=COLOURS[lv],
+            capsize=3,
+            label=f"{lv}: {f['predictor']} (LOEO, 95 % CI)",
+        )
     idc = summary["default_id_curve"]
     for lv, mk in (("advisory", "s"), ("watch", "D")):
-        ax.plot([idc[lv]["false_alarm_days_per_year"]], [idc[lv]["pod"]], mk, color="k", mfc="none",
-                label=f"default ID curve {lv} ({idc[lv]['multiple']:g}x)")  # fmt: skip
+        ax.plot(
+            [idc[lv]["false_alarm_days_per_year"]],
+            [idc[lv]["pod"]],
+            mk,
+            color="k",
+            mfc="none",
+            label=f"default ID curve {lv} ({idc[lv]['multiple']:g}x)",
+        )
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlim(0, max(400.0, idc["advisory"]["false_alarm_days_per_year"] * 1.5))
     ax.set_ylim(0, 1)
@@ -87,13 +102,28 @@ def make_figures(table_path: Path, summary: dict[str, Any], out: Path) -> list[P
             score = table.predictors[name]
         else:
             coef = summary["predictors"][name]["coef"]
-            z = summary["predictors"][name]["intercept"] + sum(b * table.predictors[n] for n, b in coef.items())
+            z = summary["predictors"][name]["intercept"] + sum(
+                b * table.predictors[n] for n, b in coef.items()
+            )
             score = 1.0 / (1.0 + np.exp(-z))
         on = score >= f["threshold"]
-        ax.plot(dates[on], np.full(int(on.sum()), top * (1.0 + 0.04 * k)), "|", ms=9, color=COLOURS[lv],
-                label=f"{lv} day ({on.sum()})")  # fmt: skip
+        ax.plot(
+            dates[on],
+            np.full(int(on.sum()), top * (1.0 + 0.04 * k)),
+            "|",
+            ms=9,
+            color=COLOURS[lv],
+            label=f"{lv} day ({on.sum()})",
+        )
     ev = table.event
-    ax.plot(dates[ev], np.full(int(ev.sum()), top * 1.16), "v", ms=4, color="k", label=f"landslide day ({ev.sum()})")
+    ax.plot(
+        dates[ev],
+        np.full(int(ev.sum()), top * 1.16),
+        "v",
+        ms=4,
+        color="k",
+        label=f"landslide day ({ev.sum()})",
+    )
     ax.set_ylabel("mm/day")
     ax.set_title("rain with the calibrated warning days (full-record thresholds) and the landslide days")
     ax.legend(fontsize=7, loc="upper left", ncol=5)
