@@ -55,8 +55,20 @@ def test_calibrate_cli_on_a_long_catalogue(tmp_path: Path) -> None:
     assert imp.returncode == 0, imp.stderr
     assert "daily record detected" in imp.stderr
     out = tmp_path / "thresholds.toml"
-    cal = _cli("calibrate", "rain", str(table), "--out", str(out), "--json", "--site", "hill",
-               "--predictors", "rain_1d,rain_3d,ante_7d")  # fmt: skip
+    cal = _cli(
+        "calibrate",
+        "rain",
+        str(table),
+        "--out",
+        str(out),
+        "--json",
+        "--site",
+        "hill",
+        "--predictors",
+        "rain_1d,rain_3d,ante_7d",
+        "--summary-out",
+        str(tmp_path / "summary.json"),
+    )
     assert cal.returncode == 0, cal.stderr
     summary = json.loads(cal.stdout.strip().splitlines()[-1])
     assert summary["events"] == 14 and summary["years"] == pytest.approx((8 * 365 - 14) / 365.25)
@@ -86,6 +98,23 @@ def test_calibrate_cli_on_a_long_catalogue(tmp_path: Path) -> None:
         f = summary["levels"][("advisory", "watch", "warning")[k - 1]]
         assert rule.predictor == f["predictor"] and rule.threshold == pytest.approx(f["threshold"])
         assert rule.validation["pod"] == pytest.approx(f["pod"], abs=1e-4)
+    # The figures and tables of the evaluation page come from the same summary.
+    rep = _cli(
+        "report",
+        "rain",
+        str(table),
+        "--summary",
+        str(tmp_path / "summary.json"),
+        "--out",
+        str(tmp_path / "img"),
+    )
+    assert rep.returncode == 0, rep.stderr
+    for name in ("rain-roc.png", "rain-series.png"):
+        png = (tmp_path / "img" / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    tables = (tmp_path / "img" / "rain-tables.md").read_text()
+    assert f"| advisory | 3 | {summary['levels']['advisory']['predictor']} |" in tables
+    assert "| rain_3d | " in tables and "Default ID curve" in tables
 
 
 def test_calibrate_refuses_a_table_it_did_not_write(tmp_path: Path) -> None:
