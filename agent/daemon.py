@@ -43,6 +43,7 @@ from agent.jobs.telemetry import TelemetryJob
 from agent.jobs.watchdog import WatchdogJob
 from agent.jobs.wire import WireMirror
 from agent.publish.publisher import Publisher
+from agent.publish.sensor_ids import sensor_identities
 from agent.riskmap import RiskMapper, load_site_raster
 from agent.sdnotify import Notifier
 from agent.sensors.pipeline import Pipeline
@@ -92,7 +93,7 @@ class Daemon:
             inference = inference.model_copy(update={"state_dir": self.state_dir / "bundles"})
         self.models = ModelManager(inference)
         self.lifecycle.owns("models", self._close_models)
-        self.forecaster = Forecaster(self.store, self.models, step_s=DAY_S)
+        self.forecaster = Forecaster(self.store, self.models, step_s=DAY_S, settings=cfg.warning.forecast)
         self.history = History(self.state_dir / HISTORY_FILE)  # levels and forecasts for report / page
         raster = cfg.daemon.site_raster
         self.riskmapper = RiskMapper(load_site_raster(raster), self.models) if raster is not None else None
@@ -103,6 +104,8 @@ class Daemon:
             agent_version=__version__,
             clock=clock,
             handlers={"ack": lambda cmd: self.evaluation.on_ack(cmd)},
+            sensors=sensor_identities(cfg.sensors),
+            validity_s={lvl: cfg.warning.alert.validity_s.for_level(lvl) for lvl in (1, 2, 3)},
         )
         self.lifecycle.owns("publisher", self._stop_publisher)
         level = self._last_level
@@ -188,6 +191,8 @@ class Daemon:
         )
 
     def _start_models(self) -> None:
+        # verifying the bundle (signature, hashes, golden vectors) and loading engines comes first
+        self.notifier.extend_timeout(why="verifying the model bundle")
         status = self.models.start()
         self.publisher.set_backend(
             status["mode"], "normal" if status["mode"] != "rules_only" else "rules_only"
@@ -313,4 +318,5 @@ class Daemon:
             "worker_restarts": self.scheduler.restarts,
             "max_worker_restarts": self.cfg.daemon.max_worker_restarts,
             "fatal": self.fatal,
+            "stopped": self._stopped.is_set(),  # the last status.json of a clean stop says so
         }

@@ -95,6 +95,14 @@ class BackendUnavailableError(LewsError):
     """An inference backend (tensorrt, CUDA provider, ...) is not installed or has no device."""
 
 
+class InferenceTimeoutError(BackendUnavailableError):
+    """A call into the inference thread did not return within its deadline (hung GPU/driver)."""
+
+
+class SelftestError(LewsError):
+    """`agent selftest` could not run or a stage of it failed (bundle, engine, golden, timed batch)."""
+
+
 class InferenceInputError(LewsError):
     """Inputs given to a model do not match its manifest entry (names, shapes, dtypes, finiteness)."""
 

@@ -115,11 +115,11 @@ def demo(
         Path | None,
         typer.Option(
             "--state-dir",
-            help="Put every file of the demo's daemon (state, store, outbox, bundle slots) under this "
-            "folder and keep it (default: a temporary folder, removed at the end).",
+            help="Put every file of the demo's daemon (state, store, outbox, bundle slots, agent.toml) "
+            "under this folder and keep it (default: a new folder under /tmp, named at the end).",
         ),
     ] = None,
-    workdir: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --state-dir.")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Same as --state-dir.")] = None,
 ) -> None:
     """Simulated site (storm, acceleration, wire trip) -> daemon -> MQTT, with a live view and a summary."""
     from agent.demo.run import run_demo

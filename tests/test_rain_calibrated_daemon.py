@@ -13,11 +13,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 from test_daemon_support import kind_of
 
 from agent.demo.harness import SubprocessSite

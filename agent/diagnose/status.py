@@ -109,7 +109,8 @@ def summarise(cfg: AgentConfig, *, broker: bool = True, now: float | None = None
             "rain_thresholds": rain,
         }
     age = max(0.0, now - mtime)
-    running = age <= fresh_limit_s(cfg) and not data.get("fatal")
+    stopped = bool(data.get("stopped"))
+    running = age <= fresh_limit_s(cfg) and not data.get("fatal") and not stopped
     publish = data.get("publish", {})
     outbox = publish.get("outbox", {})
     link = publish.get("link", {})
@@ -122,6 +123,8 @@ def summarise(cfg: AgentConfig, *, broker: bool = True, now: float | None = None
         "message": (
             f"daemon running (status {fmt_age(age)} old)"
             if running
+            else f"daemon stopped {fmt_age(age)} ago (its last status follows)"
+            if stopped
             else f"STALE: status.json is {fmt_age(age)} old: daemon not running or hung"
             + (f" (fatal: {data['fatal']})" if data.get("fatal") else "")
         ),

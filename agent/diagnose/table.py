@@ -9,6 +9,7 @@ from agent.diagnose import (
     checks_bundle,
     checks_config,
     checks_outbox,
+    checks_selftest,
     checks_sensors,
     checks_system,
 )
@@ -65,4 +66,6 @@ def build_checks(ctx: Context, options: Options | None = None) -> list[Check]:
             if kind in ("*", port.kind):
                 checks.append(Check(template.format(port=port.name), _bind(fn, port), port_timeout))
     checks.extend(Check(n, fn, t) for n, fn, t in FIXED_TAIL)
+    if opts.selftest:  # opt-in (`agent diagnose --selftest`): it loads the models and times them
+        checks.append(Check("inference.selftest", checks_selftest.selftest, 600.0))
     return checks

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 
 from agent.features.aggregate import DAY_S
-from agent.forecaster import Forecaster, ForecastResult
+from agent.forecaster import Forecaster, ForecastResult, payload_fields
 from agent.history import History
 from agent.publish.publisher import Publisher
 from agent.warning.inputs import ForecastInput
@@ -43,17 +43,7 @@ class ForecastJob:
         self._last_step = step
         self.result = result
         fc = result.forecast
-        self.publisher.publish_forecast(
-            valid_from=result.valid_from,
-            horizon_s=result.horizon_s,
-            predicted_mm={"value": fc.displacement_mm, "lo": fc.interval_mm[0], "hi": fc.interval_mm[1]},
-            exceedance={f"{k:g}": v for k, v in fc.exceed_prob.items()},
-            level=self._level(),
-            model_version=result.model_version,
-            backend=result.backend,
-            completeness=fc.completeness,
-            thresholds_mm={"primary": fc.threshold_mm},
-        )
+        self.publisher.publish_forecast(**payload_fields(result, self._level()))
         self.history.record_forecast(
             t=now,
             valid_from=result.valid_from,

@@ -50,13 +50,18 @@ class Publisher:
         handlers: Mapping[str, CommandHandler] | None = None,
         clock: Callable[[], float] = time.time,
         wall_clock: Callable[[], float] = time.time,
+        sensors: Mapping[str, list[dict[str, Any]]] | None = None,
+        validity_s: Mapping[int, float] | None = None,
     ) -> None:
         """``clock`` dates the payloads (the daemon's, possibly simulated, time); ``wall_clock`` is real
         time for what depends on it: the outbox's queue ages (historical marking) and command
-        freshness against the signer's clock."""
+        freshness against the signer's clock. ``sensors`` (source -> sensors behind it) and
+        ``validity_s`` (level -> seconds) give alerts their ``sensors`` and ``expires``."""
         self.settings = settings
         self.site, self.node = site, node
-        self.factory = PayloadFactory(site, node, agent_version, clock=clock)
+        self.factory = PayloadFactory(
+            site, node, agent_version, clock=clock, sensors=sensors or {}, validity_s=validity_s or {}
+        )
         self._clock = clock
         self.backend, self.mode = backend, mode
         self.started_at = clock()
