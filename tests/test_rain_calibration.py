@@ -98,6 +98,12 @@ def test_calibrate_cli_on_a_long_catalogue(tmp_path: Path) -> None:
         f = summary["levels"][("advisory", "watch", "warning")[k - 1]]
         assert rule.predictor == f["predictor"] and rule.threshold == pytest.approx(f["threshold"])
         assert rule.validation["pod"] == pytest.approx(f["pod"], abs=1e-4)
+    # Appended to a full agent.toml (as `agent config example` writes it) it still loads.
+    from agent.config import config_from_dict
+    from agent.config_example import example_toml
+
+    full = config_from_dict(tomllib.loads(example_toml() + "\n" + out.read_text()))
+    assert full.warning.for_site("hill").rainfall.calibrated == cal_cfg
     # The figures and tables of the evaluation page come from the same summary.
     rep = _cli(
         "report",

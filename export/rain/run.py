@@ -9,8 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agent.errors import RainCatalogueError
 from export.rain.calibrate import LEVELS, LevelChoice, candidates, choose_levels, event_groups, fit
 from export.rain.table import DayTable, read_table
@@ -212,7 +210,3 @@ def thresholds_toml(
             "",
         ]
     return "\n".join(lines)
-
-
-def years_of(table: DayTable) -> float:
-    return float(np.sum(table.usable)) / 365.25
