@@ -154,3 +154,43 @@ def test_clopper_pearson_exact_intervals_and_the_small_sample_statement() -> Non
     groups = [np.array([i]) for i in range(40)]
     assert skill_statement(20, 40, 3.0, groups).startswith("POD above chance")
     assert skill_statement(1, 40, 300.0, groups).startswith("no demonstrated skill")
+
+
+def test_hourly_catalogue_calibrates_an_n_hour_total(tmp_path: Path) -> None:
+    """SYNTHETIC hourly record: landslides follow the most intense 3-hour bursts, not the wettest days."""
+    rng = np.random.default_rng(11)
+    hours = 24 * 365 * 3
+    mm = np.where(rng.random(hours) < 0.08, rng.gamma(0.7, 2.0, hours), 0.0)
+    bursts = rng.choice(np.arange(48, hours - 48, 24 * 20), size=12, replace=False)
+    for b in bursts:
+        mm[b : b + 3] += 18.0  # a 54 mm 3-hour burst
+    stamps = np.datetime64("2015-01-01T01:00") + np.arange(hours) * np.timedelta64(1, "h")
+    rain = tmp_path / "hourly.csv"
+    rain.write_text("time,mm\n" + "".join(f"{t}Z,{v:.1f}\n" for t, v in zip(stamps, mm, strict=True)))
+    ls = tmp_path / "ls.csv"
+    ls.write_text("date\n" + "".join(f"{(stamps[b]).astype('datetime64[D]')}\n" for b in sorted(bursts)))
+    table = tmp_path / "t.csv"
+    imp = _cli(
+        "data", "import", "rain-catalogue", "--rain", str(rain), "--landslides", str(ls), "--out", str(table)
+    )
+    assert imp.returncode == 0 and "hourly record detected" in imp.stderr, imp.stderr
+    out = tmp_path / "th.toml"
+    cal = _cli(
+        "calibrate",
+        "rain",
+        str(table),
+        "--out",
+        str(out),
+        "--json",
+        "--no-pairs",
+        "--predictors",
+        "rain_3h,rain_24h,rain_1d,ante_3d",
+    )
+    assert cal.returncode == 0, cal.stderr
+    summary = json.loads(cal.stdout.strip().splitlines()[-1])
+    assert summary["step"] == "hourly" and summary["events"] == 12
+    assert summary["predictors"]["rain_3h"]["auc"] > summary["predictors"]["ante_3d"]["auc"]
+    assert summary["levels"]["advisory"]["predictor"] == "rain_3h"
+    assert summary["levels"]["advisory"]["pod"] >= 0.75
+    rule = tomllib.loads(out.read_text())["warning"]["sites"]["site"]["rainfall"]["calibrated"]["advisory"]
+    assert rule["predictor"] == "rain_3h" and rule["kind"] == "total"
