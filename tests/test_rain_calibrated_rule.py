@@ -60,7 +60,7 @@ def _level(ends: np.ndarray, mm: np.ndarray, now: float, cfg: WarningSettings) -
 
 
 def test_live_windows_day_totals_antecedent_and_n_hour_totals() -> None:
-    starts = T0 + H * np.arange(24 * 4)
+    starts = T0 + H * np.arange(24 * 4, dtype=np.float64)
     mm = np.zeros(starts.size)
     mm[24 * 1 + 5] = 10.0  # day 1, 05:00-06:00
     mm[24 * 2 + 22 : 24 * 2 + 24] = [4.0, 6.0]  # day 2, 22:00-24:00
@@ -78,7 +78,7 @@ def test_live_windows_day_totals_antecedent_and_n_hour_totals() -> None:
 
 
 def test_day_offset_moves_the_day_boundary() -> None:
-    starts = T0 - 86400 + H * np.arange(72)
+    starts = T0 - 86400 + H * np.arange(72, dtype=np.float64)
     mm = np.zeros(72)
     mm[24 + 8] = 5.0  # 08:00-09:00 UTC
     live = live_predictors(starts, mm, np.ones(72, bool), T0 + 12 * H, day_offset_h=10.0).now
