@@ -17,13 +17,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import Broker
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
 from agent.features.samples import Sample
 from agent.publish.watch import Received, TopicWatcher
-from tests.conftest import Broker
 
 REPO = Path(__file__).resolve().parent.parent
 SITE, NODE = "retained-site", "gw1"

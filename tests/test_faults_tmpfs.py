@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Broker
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
@@ -28,7 +29,6 @@ from agent.features.samples import Sample
 from agent.publish.watch import Received, TopicWatcher
 from firmware_bridge.codec import FrameEncoder
 from firmware_bridge.messages import Wire, WireState
-from tests.conftest import Broker
 
 pytestmark = pytest.mark.faults
 
