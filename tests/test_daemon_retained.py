@@ -50,6 +50,7 @@ def _config(root: Path, broker: Broker, **warning: Any) -> dict[str, Any]:
             "public_key": str(REPO / "bundles" / "demo-keys" / "signing.pub"),
         },
         "warning": warning,
+        "web": {"port": 0},  # any free port (8080 may be taken)
         "mqtt": {"host": broker.host, "port": broker.port, "outbox": {"path": str(root / "outbox.sqlite")}},
     }
 

@@ -82,6 +82,7 @@ def _config(root: Path, broker: Broker, bridge: str | None = None) -> dict[str, 
             "telemetry_interval_s": 0.2,
         },
         "store": {"path": str(root / "store.sqlite"), "max_backlog": 5_000},  # fits the freed space
+        "web": {"port": 0},  # any free port (8080 may be taken)
         "inference": {
             "bundle_dir": str(root / "none"),
             "public_key": str(REPO / "bundles" / "demo-keys" / "signing.pub"),
