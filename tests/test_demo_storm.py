@@ -11,6 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from test_daemon_support import alert_events, chain_problems, invalid_payloads, kind_of, unique
 
 from agent.publish.watch import TopicWatcher
@@ -47,6 +49,7 @@ def outcome(received: list[Any]) -> list[tuple[str, int, str, tuple[str, ...]]]:
     ]
 
 
+@pytest.mark.timeout(2 * DEMO_TIMEOUT_S + 60)
 def test_storm_reaches_watch_before_the_wire_and_warning_with_it(mosquitto, tmp_path: Path) -> None:
     proc, received = run_demo(mosquitto, tmp_path / "demo", "--duration", f"{DURATION_S:g}")
 

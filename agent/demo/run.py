@@ -126,7 +126,7 @@ def demo_config_data(
             "telemetry_interval_s": 1.0,
             "refresh_steps_each_evaluation": True,
             "site_raster": str(REPO_BUNDLE / "demo-site" / "site_raster.npz"),
-            "riskmap_interval_s": 6 * hour,
+            "riskmap_interval_s": 2 * DAY,  # and whenever the rain event changes (agent/jobs/riskmap.py)
         },
         "sensors": {
             "ports": [
