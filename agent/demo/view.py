@@ -50,7 +50,8 @@ class LiveView:
             else "time: as fast as it goes"
         )
         self.console.print(
-            f"{pace}, in lockstep with the daemon (a loaded machine is slower, not different); broker: {broker}"
+            f"{pace}, in lockstep with the daemon (a loaded machine is slower, not different); "
+            f"broker: {broker}"
         )
         self.console.print(f"state, store and outbox in {workdir}; all data is SYNTHETIC\n")
 
