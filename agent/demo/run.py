@@ -190,11 +190,11 @@ def _summary(
     for m in messages:
         kind = m.topic.split("/", 4)[-1]
         topics[kind] += 1
-        if kind == "alert" and m.payload:
+        if kind == "alert" and m.payload and not m.retain:  # not a retained one left by an earlier run
             level = int(m.json().get("level", 0))
             if not levels or levels[-1] != level:
                 levels.append(level)
-    wire_msgs = [m for m in messages if m.topic.endswith("/wire")]
+    wire_msgs = [m for m in messages if m.topic.endswith("/wire") and not m.retain]
     return {
         "synthetic": True,
         "scenario": scenario.describe(),
