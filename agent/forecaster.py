@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import LewsError
 from agent.features.aggregate import DAY_S
+from agent.features.displacement import OUTPUT_NAMES
+from agent.features.forecast_dist import closed_form_forecast
 from agent.features.forecast_output import Forecast, interpret
 from agent.features.store import Store
 from agent.features.windows import feature_window
@@ -96,7 +99,14 @@ class Forecaster:
         except LewsError as exc:
             self._skip(str(exc), "skipped_window")
             return None
-        outputs = self.models.run(MODEL, {entry.inputs[0].name: window.x})
+        outputs: Mapping[str, Any] | None
+        if entry.meta.get("evaluator") == "closed_form":
+            # a closed-form reference (moving average, linear trend): exact in numpy, no INT8 clipping
+            outputs = {
+                OUTPUT_NAMES[0]: closed_form_forecast(str(entry.meta["model_variant"]), window.x, entry.meta)
+            }
+        else:
+            outputs = self.models.run(MODEL, {entry.inputs[0].name: window.x})
         if outputs is None:
             self._skip(f"model run failed ({self.models.mode})", "skipped_model_error")
             return None
