@@ -12,9 +12,9 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from export.cli import Groups
 from export.displacement.cli import register
-from export.runs import load_run
+from export.groups import Groups
+from export.run_loader import load_run
 
 torch.set_num_threads(1)
 MODEL_KEYS = {"mae_mm", "rmse_mm", "precision", "recall", "f1", "f2", "interval_coverage", "interval_nominal"}

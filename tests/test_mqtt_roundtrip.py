@@ -8,7 +8,7 @@ import json
 import secrets
 import time
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from test_publish_payloads import engine_lifecycle, engine_wire_trip
 
+from agent.compat import UTC
 from agent.publish import schemas
 from agent.publish.cap import CAP_NS
 from agent.publish.commands import VerifiedCommand, sign_command

@@ -110,6 +110,11 @@ class RainInput:
     event_mean_intensity_mm_h: float
     completeness: float
     antecedent_mm: Mapping[float, float] = field(default_factory=dict)
+    # The hourly record behind the summary (for the calibrated rules' N-hour/N-day windows): step start
+    # times, mm per hour, and whether the gauge reported in that hour. None when not available.
+    hourly_start: NDArray[np.float64] | None = None
+    hourly_mm: NDArray[np.float64] | None = None
+    hourly_present: NDArray[np.bool_] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from agent.errors import ConfigError
+from agent.warning.rain_settings import CalibratedRain
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -201,6 +202,11 @@ class RainfallSettings(_Section):
         default_factory=lambda: LevelThresholds(advisory=1.0, watch=2.0, warning="off"),
         description="Levels 1..3 at these multiples of the ID threshold intensity. Rain alone reaches "
         "level 3 only once a site-calibrated multiple is set (the global curve is a minimum threshold).",
+    )
+    calibrated: CalibratedRain | None = Field(
+        default=None,
+        description="Site-calibrated rain rules from `agent-export calibrate rain` (docs/rain-thresholds.md);"
+        " when set they grade the rainfall source and the ID curve is only shown beside them.",
     )
 
     @model_validator(mode="after")
