@@ -160,7 +160,7 @@ def _run(
         src = {}
         deadline = time.monotonic() + 20  # the evaluation after the forecast (every 0.1 s)
         while time.monotonic() < deadline and not str(src.get("reason", "")).startswith("forecast "):
-            last = daemon._last_result
+            last = daemon.evaluation.last
             if last is not None and "forecast" in last.source_levels:
                 src = last.source_levels["forecast"].to_dict()
             time.sleep(0.05)
