@@ -186,10 +186,15 @@ def test_fast_motion_raises_the_alarm_rate_level_through_the_broker(
     assert seven["lo_mm"] < seven["predicted_mm"] < seven["hi_mm"]
     assert 10.0 < seven["predicted_mm"] < 30.0  # ~ 7 days x the window's mean velocity
     # the exceedance list is for the site's level thresholds, the same numbers the engine grades
-    assert [e["threshold_mm"] for e in fc["exceedance"]] == [200.0, 300.0, 400.0]
+    # = the site's per-step level thresholds x 7 steps (mm over the warning horizon)
+    assert [e["threshold_mm"] for e in fc["exceedance"]] == [1400.0, 2100.0, 2800.0]
+    assert [e["threshold_mm"] for e in fc["horizons"][0]["exceedance"]] == [200.0, 300.0, 400.0]
+    assert fc["thresholds_mm"] == {"advisory": 1400.0, "watch": 2100.0, "warning": 2800.0}
     assert [e["level"] for e in fc["exceedance"]] == ["advisory", "watch", "warning"]
     assert fc["warning"]["raised"] is True and fc["warning"]["probability"] >= fc["warning"]["cutoff"]
     assert src["level"] == 2, src
+    # the engine graded the 7-day forecast as a mean rate (mm per step) against the per-step thresholds
+    assert src["evidence"]["predicted_mm"] == pytest.approx(seven["predicted_mm"] / 7, rel=1e-6)
     assert src["evidence"]["driver"] == "alarm-rate forecast" and src["evidence"]["alarm_rate"]["level"] == 2
 
 
