@@ -32,13 +32,14 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memlib import load
 
-from agent.features.replay import replay
 from agent.features.samples import Sample
+from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.sensors.capture import CaptureWriter
 from agent.sensors.gnss import Reference
 from agent.sensors.gnss_sim import SimConfig, Trajectory, simulate
-from agent.sensors.settings import SensorsConfig, StoreConfig
+from agent.sensors.replay import replay
+from agent.sensors.settings import SensorsConfig
 from firmware_bridge.device_model import generate_frames
 from firmware_bridge.scenario import scenario_from_dict
 

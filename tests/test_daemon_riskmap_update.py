@@ -57,13 +57,28 @@ def test_risk_map_covers_the_site_and_rain_raises_the_lsi(models: ModelManager) 
 def test_risk_map_refuses_bad_rasters_and_rules_only(tmp_path: Path, models: ModelManager) -> None:
     partial = tmp_path / "partial.npz"
     np.savez(partial, dem=np.zeros((8, 8)), slope=np.zeros((8, 8)))
-    with pytest.raises(RasterError, match="lacks channels"):
-        load_site_raster(partial)
+    with pytest.raises(RasterError, match=r"lacks channel 'smi'.*channel 'lsi'"):
+        load_site_raster(partial, channels=["smi", "ndbi", "ndvi", "ndwi", "slope", "dem", "lsi"])
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, pixel_m=np.float32(10.0))
+    with pytest.raises(RasterError, match="no 2-D layers"):
+        load_site_raster(empty)
     rules_only = ModelManager(InferenceSettings(bundle_dir=tmp_path / "none", public_key=PUBKEY))
     rules_only.start()
     mapper = RiskMapper(load_site_raster(RASTER), rules_only)
     assert mapper.run(5.0, 5.0, now=0.0) is None
     assert mapper.counters["skipped_no_model"] == 1
+
+
+def test_risk_map_names_the_channel_the_site_raster_lacks(tmp_path: Path, models: ModelManager) -> None:
+    """The demo bundle (no channel list in its meta: the 7-channel LSI stack) against an RGB-only site."""
+    rgb = tmp_path / "rgb.npz"
+    np.savez(rgb, red=np.zeros((64, 64)), green=np.zeros((64, 64)), blue=np.zeros((64, 64)))
+    mapper = RiskMapper(load_site_raster(rgb), models)
+    assert mapper.run(5.0, 5.0, now=0.0) is None
+    assert mapper.counters["skipped_missing_channel"] == 1
+    assert "lacks channel 'smi'" in mapper.last_reason and "'ndvi'" in mapper.last_reason
+    assert "('nir', 'red')" in mapper.last_reason  # how NDVI could be derived
 
 
 def _config(tmp_path: Path, broker: Broker) -> dict[str, object]:
@@ -100,9 +115,9 @@ def test_bundle_install_is_staged_and_switched_by_the_running_daemon(
         first_slot = daemon.models.status()["bundle_dir"]
         # a spatial summary is made at the first evaluation (no rain: the LSI is flat)
         deadline = time.monotonic() + 20
-        while daemon._spatial is None and time.monotonic() < deadline:
+        while daemon.riskmap.spatial is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert daemon._spatial is not None and daemon.riskmapper is not None
+        assert daemon.riskmap.spatial is not None and daemon.riskmapper is not None
         _register_all()
         tampered = tmp_path / "tampered"
         shutil.copytree(BUNDLE, tampered)

@@ -1,10 +1,12 @@
-"""The 7-channel stack the U-Net reads (seed 004), built and refreshed with numpy only.
+"""The 7-channel LSI stack (seed 004), any named channel stack, built and refreshed with numpy only.
 
 Channel order (``CHANNELS``): SMI, NDBI, NDVI, NDWI, slope (deg), DEM (m), LSI. The first six are
 static over a rain event (or slowly varying); the LSI channel is recomputed from live rain intensity
 P (mm/h) and duration D (h) with :func:`refresh_lsi`, so the gateway can re-run the network as the
 storm goes on. Normalisation statistics (mean/std per channel) come from the training split and
-travel in the bundle's ``meta``.
+travel in the bundle's ``meta``. Models trained on other layers (e.g. ``red, green, blue, grvi``)
+name their channels in ``meta['channels']``; :func:`build_channel_stack` assembles any such list
+(derived channels: :mod:`agent.features.channels`).
 """
 
 from __future__ import annotations
@@ -14,21 +16,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from agent.errors import RasterError
-from agent.warning.lsi import LsiParams, LsiResult, compute_lsi
+from agent.features.channels import LSI_STACK, RAIN_CHANNELS, assemble, normalized_difference
+from agent.features.lsi import LsiParams, LsiResult, compute_lsi
 
-CHANNELS: tuple[str, ...] = ("smi", "ndbi", "ndvi", "ndwi", "slope", "dem", "lsi")
+CHANNELS: tuple[str, ...] = LSI_STACK  # the default stack; a model's meta may name another list
 STATIC_CHANNELS: tuple[str, ...] = CHANNELS[:6]
 LSI_INDEX = CHANNELS.index("lsi")
-
-
-def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(a - b) / (a + b), NaN where a + b == 0 or an input is NaN (never inf)."""
-    a64 = np.asarray(a, dtype=np.float64)
-    b64 = np.asarray(b, dtype=np.float64)
-    s = a64 + b64
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(np.abs(s) > 1e-12, (a64 - b64) / np.where(np.abs(s) > 1e-12, s, 1.0), np.nan)
-    return out.astype(np.float32)
 
 
 def _factors(stack: np.ndarray) -> dict[str, np.ndarray]:
@@ -71,6 +64,35 @@ def refresh_lsi(
     return out, result
 
 
+def model_channels(meta: Mapping[str, object]) -> list[str]:
+    """The channel list a model reads (``meta['channels']``); none given: the 7-channel LSI stack."""
+    names = meta.get("channels")
+    if isinstance(names, list | tuple) and names:
+        return [str(n) for n in names]
+    return list(CHANNELS)
+
+
+def build_channel_stack(
+    layers: Mapping[str, np.ndarray],
+    channels: Sequence[str],
+    p_mm_h: float,
+    d_h: float,
+    params: LsiParams | None = None,
+    *,
+    pixel_m: float = 10.0,
+) -> tuple[np.ndarray, LsiResult | None]:
+    """Named layers + rain -> (C, H, W) stack in ``channels`` order; ``lsi`` recomputed for (P, D)."""
+    if list(channels) == list(CHANNELS) and all(c in layers for c in STATIC_CHANNELS):
+        return build_stack(layers, p_mm_h, d_h, params)
+    lsi: LsiResult | None = None
+    extra = dict(layers)
+    if any(c in RAIN_CHANNELS for c in channels):
+        factors = assemble(layers, STATIC_CHANNELS, pixel_m=pixel_m)
+        lsi = compute_lsi(_factors(factors), p_mm_h, d_h, params)
+        extra["lsi"] = lsi.lsi
+    return assemble(extra, channels, pixel_m=pixel_m), lsi
+
+
 def check_stack(stack: np.ndarray) -> None:
     if stack.ndim != 3 or stack.shape[0] != len(CHANNELS):
         raise RasterError(
@@ -82,12 +104,12 @@ def check_stack(stack: np.ndarray) -> None:
 
 def normalise(stack: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, int]:
     """(x - mean) / std per channel; NaN -> 0 (the training mean). Returns (array, NaN values replaced)."""
-    check_stack(stack)
     m = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
     s = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
-    if m.shape[0] != len(CHANNELS) or s.shape[0] != len(CHANNELS) or np.any(s <= 0):
+    if stack.ndim != 3 or m.shape[0] != stack.shape[0] or s.shape[0] != stack.shape[0] or np.any(s <= 0):
         raise RasterError(
-            f"normalisation needs {len(CHANNELS)} means and positive stds, got {len(mean)} and {list(std)}",
+            f"normalisation needs {stack.shape[0] if stack.ndim == 3 else '?'} means and positive stds "
+            f"for a stack of shape {stack.shape}, got {len(mean)} and {list(std)}",
             fix="use the normalisation stored with the trained model (meta.normalisation)",
         )
     x = (stack.astype(np.float32) - m) / s
@@ -96,3 +118,16 @@ def normalise(stack: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     if n_bad:
         x = np.where(bad, np.float32(0.0), x)
     return x.astype(np.float32), n_bad
+
+
+__all__ = [
+    "CHANNELS",
+    "LSI_INDEX",
+    "STATIC_CHANNELS",
+    "build_channel_stack",
+    "build_stack",
+    "model_channels",
+    "normalise",
+    "normalized_difference",
+    "refresh_lsi",
+]

@@ -56,7 +56,7 @@ class MqttLink:
         will: DirectMessage,
         birth: Callable[[], Sequence[DirectMessage]] = lambda: (),
         subscriptions: Sequence[str] = (),
-        on_message: Callable[[str, bytes], None] | None = None,
+        on_message: Callable[[str, bytes, bool], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -306,7 +306,7 @@ class MqttLink:
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         if self._on_message_cb is not None:
             try:
-                self._on_message_cb(message.topic, bytes(message.payload))
+                self._on_message_cb(message.topic, bytes(message.payload), bool(message.retain))
             except Exception:  # one bad inbound message must never stop the network thread
                 self.counters["inbound_handler_errors"] += 1
                 log.exception("handler for inbound MQTT message on %s failed", message.topic)

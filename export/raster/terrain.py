@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from agent.features.channels import slope_deg  # one place for training and the gateway
 
-def slope_deg(dem: np.ndarray, pixel_m: float = 10.0) -> np.ndarray:
-    """Slope in degrees from a DEM in metres on a square grid of ``pixel_m`` metres (central differences)."""
-    gy, gx = np.gradient(np.asarray(dem, dtype=np.float64), pixel_m)
-    return np.degrees(np.arctan(np.hypot(gx, gy))).astype(np.float32)
+__all__ = ["hillshade", "slope_deg"]
 
 
 def hillshade(
