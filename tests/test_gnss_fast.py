@@ -127,3 +127,67 @@ def test_unusual_sentences_go_to_the_library() -> None:
     assert (
         parse_ubx("NAV-PVT", b"\xb5\x62\x01\x07" + (84).to_bytes(2, "little") + bytes(86)) is None
     )  # length
+
+
+def test_replay_store_is_the_same_with_the_library_parsers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`agent replay` of a 10 Hz GNSS (NAV-PVT + HPPOSLLH + GGA/RMC) + 100 Hz seismic capture: the
+    store written with the fast decoders equals, sample for sample, the one pyubx2/pynmeagps give."""
+    import agent.sensors.gnss_frames as frames_mod
+    from agent.features.settings import StoreConfig
+    from agent.features.store import Store
+    from agent.sensors.capture import CaptureWriter
+    from agent.sensors.replay import replay
+    from agent.sensors.settings import SensorsConfig
+    from firmware_bridge.device_model import generate_frames
+    from firmware_bridge.scenario import scenario_from_dict
+
+    start, seconds = 1_767_225_600.0, 60.0
+    ref = Reference(lat=46.5, lon=11.3, h_m=1500.0)
+    scenario = scenario_from_dict(
+        {
+            "duration_s": seconds,
+            "start_utc": start,
+            "seismic_rate_hz": 100,
+            "seismic_block": 50,
+            "seismic_events": [{"t_s": 30, "duration_s": 5, "amplitude_counts": 2e6}],
+            "rain": [{"t_s": 0, "mm_per_h": 8.0}],
+            "wire": [{"t_s": 45, "state": 1}],
+            "heartbeat_period_s": 10.0,
+        }
+    )
+    traj = Trajectory(t_s=(0.0, seconds), e_mm=(0.0, 5.0), n_mm=(0.0, 1.0), u_mm=(0.0, -1.0))
+    sim = SimConfig(
+        reference=ref,
+        trajectory=traj,
+        start_utc=start,
+        rate_hz=10.0,
+        duration_s=seconds,
+        emit=("NAV-PVT", "NAV-HPPOSLLH", "GGA"),
+    )
+    cap = tmp_path / "capture"
+    with CaptureWriter(cap) as writer:
+        bridge, gnss = writer.add_port("bridge0", "bridge"), writer.add_port("gnss0", "ubx")
+        for t_s, data in generate_frames(scenario):
+            bridge(start + t_s, data)
+        for ep in simulate(sim):
+            gnss(ep.t + 0.02, ep.data)
+    sensors = SensorsConfig.model_validate(
+        {
+            "gnss": {"reference": {"lat": ref.lat, "lon": ref.lon, "h_m": ref.h_m}, "epoch_rate_hz": 10.0},
+            "seismic": {"pgv_window_s": 1.0},
+        }
+    )
+    stores = []
+    for name, fast in (("fast", True), ("library", False)):
+        if not fast:
+            monkeypatch.setattr(frames_mod, "FAST_TYPES", frozenset())
+        with Store(StoreConfig.model_validate({"path": tmp_path / f"{name}.sqlite"})) as store:
+            result = replay(cap, sensors, store)
+            stores.append((store.read_samples(start - 3600, start + 2 * seconds), result))
+    (fast_s, fast_r), (lib_s, lib_r) = stores
+    assert sorted(fast_s) == sorted(lib_s) and "gnss.e_mm" in fast_s and "seismic.pgv_mm_s" in fast_s
+    for ch, (t, v) in lib_s.items():
+        assert t.tobytes() == fast_s[ch][0].tobytes() and v.tobytes() == fast_s[ch][1].tobytes(), ch
+    assert fast_r.samples == lib_r.samples and fast_r.samples["gnss.e_mm"] >= 590
