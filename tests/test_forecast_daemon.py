@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import Broker
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
@@ -22,7 +23,6 @@ from export.bundle import build_bundle
 from export.displacement.references import ReferenceModule
 from export.runs import ExportModel, LoadedRun
 from export.signing import keygen
-from tests.conftest import Broker
 
 DAYS = 40
 NOW = 1_780_000_000.0 // DAY_S * DAY_S + 6 * 3600.0  # 06:00 UTC on a day
