@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 
 TIMING_CACHE = "timing.cache"
 # The batch each model runs with in the daemon: agent/riskmap.py runs U-Net tiles in batches of
-# riskmap.BATCH (2), agent/forecaster.py one window per forecast (1). The profile's opt shape and the
+# riskmap.BATCH (1), agent/forecaster.py one window per forecast (1). The profile's opt shape and the
 # selftest's timed batch; tests/test_engine_sidecar.py fails if riskmap.BATCH changes without this.
-DAEMON_BATCH: dict[str, int] = {"unet": 2, "displacement": 1}
+DAEMON_BATCH: dict[str, int] = {"unet": 1, "displacement": 1}
 
 
 @dataclass(frozen=True)
