@@ -32,6 +32,7 @@ from agent.publish.publisher import Publisher
 from agent.report.data import StatePaths
 from agent.riskmap import RiskMapper, load_site_raster
 from agent.sdnotify import Notifier
+from agent.sensors.clock import ClockDiscipline
 from agent.sensors.pipeline import Pipeline
 from agent.snapshot import DISPLACEMENT_STEPS, displacement_input, rain_input, seismic_input, wire_input
 from agent.supervise import SupervisedLoop, write_json_atomic
@@ -61,6 +62,9 @@ class Daemon:
         steps_every_s: float = 60.0,
     ) -> None:
         self.cfg = cfg
+        # GNSS-disciplined time (agent/sensors/clock.py): the system clock, corrected when it is wrong
+        self.timekeeper = ClockDiscipline(clock, enabled=cfg.sensors.gnss.discipline_clock)
+        clock = self.timekeeper.now
         self.clock = clock
         self.notifier = notifier or Notifier()
         self.state_dir = cfg.daemon.state_dir
@@ -84,6 +88,7 @@ class Daemon:
             cfg.sensors,
             self.store,
             clock=clock,
+            discipline=self.timekeeper,
             steps_every_s=steps_every_s,
             daily_every_s=steps_every_s,
             hourly=True,
@@ -396,6 +401,7 @@ class Daemon:
             "inference": self.models.status(),
             "forecaster": dict(self.forecaster.counters),
             "pipeline": self.pipeline.counters(),
+            "clock": self.timekeeper.status(),
             "publish": self.publisher.stats(),
             "daemon": dict(self.counters),
             "loops": {lp.name: {"runs": lp.runs, "failures": lp.failures} for lp in self.loops},

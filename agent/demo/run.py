@@ -135,6 +135,8 @@ def demo_config_data(
             "gnss": {
                 "reference": {"lat": REFERENCE.lat, "lon": REFERENCE.lon, "h_m": REFERENCE.h_m},
                 "epoch_rate_hz": 1.0 / 900.0,
+                # a simulated clock: real latency x the speed would look like a wrong system clock
+                "discipline_clock": False,
             },
             "rain": {"frame_period_s": 900.0, "max_gap_s": 4 * hour},
             "device": {"heartbeat_period_s": 1800.0},

@@ -25,7 +25,9 @@ from agent.errors import LewsError
 from agent.features.aggregate import DAY_S, HOUR_S, Expectations, StepTable, step_start
 from agent.features.samples import Sample
 from agent.features.store import Store
+from agent.sensors.clock import ClockDiscipline
 from agent.sensors.decoders import PortDecoder, make_decoder
+from agent.sensors.device_clock import DeviceClockSync
 from agent.sensors.settings import SensorsConfig
 
 log = logging.getLogger(__name__)
@@ -82,11 +84,17 @@ class Pipeline:
         store_wait_s: float | None = 1.0,
         max_sample_lag_s: float = 3600.0,
         max_sample_lead_s: float = 300.0,
+        discipline: ClockDiscipline | None = None,
     ) -> None:
+        """``clock``: what dates captures; ``discipline``: GNSS-disciplined time (agent/sensors/clock.py),
+        whose raw clock stamps received bytes (default: one on ``clock``)."""
         self.cfg = cfg
         self.store_wait_s = store_wait_s  # how long a port thread may wait for a slow (healthy) store
         self.store = store
         self.clock = clock
+        self.time = discipline if discipline is not None else ClockDiscipline(clock)
+        self.device_clock = DeviceClockSync(self.time)  # SET_CLOCK to the microcontroller
+        self._writers: dict[str, Callable[[bytes], bool]] = {}  # live ports (none in a replay)
         self.raw_sink = raw_sink
         self.expect = Expectations.from_config(cfg)
         self.steps_every_s = steps_every_s
@@ -117,7 +125,11 @@ class Pipeline:
 
     # ---- the shared path after the bytes ---------------------------------------------------------
     def ingest(self, port: str, t: float, data: bytes) -> list[Sample]:
-        """Decode bytes of ``port`` received at ``t`` and pass the samples on. Never raises."""
+        """Decode bytes of ``port`` received at system time ``t`` and pass the samples on. Never raises.
+
+        A GNSS port's valid UTC time disciplines the clock: with a wrong system clock the samples of
+        every port are stamped (and checked for plausibility) with the corrected time."""
+        t_sys, t = t, self.time.correct(t)
         decoder = self.decoders.get(port)
         if decoder is None:
             self._count("drops.unknown_port_bytes", len(data))
@@ -125,7 +137,7 @@ class Pipeline:
         self._count(f"bytes.{port}", len(data))
         if self.raw_sink is not None:
             try:
-                self.raw_sink(port, t, data)
+                self.raw_sink(port, t_sys, data)  # as received: a replay disciplines it again
             except (OSError, LewsError) as exc:
                 self._count("drops.capture_write")
                 log.error("capture of %s failed: %s", port, exc)
@@ -135,10 +147,21 @@ class Pipeline:
             self._count("drops.decoder_exception_bytes", len(data))
             log.exception("%s decoder raised %s on %d bytes (dropped)", port, type(exc).__name__, len(data))
             return []
+        take_fix = getattr(decoder, "take_time_fix", None)
+        fix = take_fix() if take_fix is not None else None
+        if fix is not None:
+            self.time.observe(fix, t_sys)
+            t = self.time.correct(t_sys)
+        stamp = "gnss" if take_fix is not None else "corrected" if t != t_sys else "system"
+        if samples:
+            self._count(f"clock.stamped_{stamp}", len(samples))
         samples = self._plausible(samples, t)
         self._last_read[port] = t
         self.emit(port, samples)
         self._persist_state(port, decoder)
+        device, write = getattr(decoder, "device", None), self._writers.get(port)
+        if device is not None and write is not None:
+            self.device_clock.after_chunk(port, device, write, self.cfg.device.max_skew_s)
         return samples
 
     def _persist_state(self, port: str, decoder: PortDecoder) -> None:
@@ -278,6 +301,7 @@ class Pipeline:
                 backoff_s=self.cfg.reopen_backoff_s,
             )
             self.readers.append(reader.start())
+            self._writers[port.name] = reader.write
         self._stepper = threading.Thread(target=self._step_loop, name="pipeline-steps", daemon=True)
         self._stepper.start()
         log.info("pipeline started: %d ports", len(self.readers))
@@ -298,7 +322,7 @@ class Pipeline:
 
     def _on_bytes_for(self, port: str) -> Callable[[float, bytes], None]:
         def on_bytes(_t_port: float, data: bytes) -> None:
-            self.ingest(port, self.clock(), data)  # one clock for samples and capture alike
+            self.ingest(port, self.time.raw(), data)  # one clock for samples and capture alike
 
         return on_bytes
 
@@ -344,6 +368,7 @@ class Pipeline:
             "pipeline": pipeline,
             "decoders": {name: _snapshot(d.counters) for name, d in self.decoders.items()},
             "ports": {r.name: asdict(r.counters) for r in self.readers},
+            "device_clock": dict(self.device_clock.counters),
         }
         if self.store is not None:
             out["store"] = self.store.stats_snapshot()
