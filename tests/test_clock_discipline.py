@@ -177,7 +177,7 @@ def test_set_clock_is_sent_at_start_and_the_device_clock_follows(tmp_path: Path)
         cfg = SensorsConfig.model_validate(
             {"ports": [{"name": "bridge", "path": device.port, "kind": "bridge"}]}
         )
-        pipe = Pipeline(cfg, None, clock=sim_clock)
+        pipe = Pipeline(cfg, None, clock=sim_clock, set_device_clock=True)
         pipe.start()
         try:
             decoder: Any = pipe.decoders["bridge"]

@@ -162,6 +162,8 @@ def demo_config_data(
             "protocol": protocol,  # amqtt: 3.1.1 at once (it does not answer an MQTT 5 CONNECT)
             "status_interval_s": 5.0,
             "outbox": {"path": str(workdir / "outbox.sqlite")},
+            # the demo is no real warning: CAP status Test (and `agent diagnose` accepts the demo key)
+            "cap": {"status": "Test"},
         },
     }
     return data
@@ -193,6 +195,7 @@ def _summary(
     wire_msgs = [m for m in messages if m.topic.endswith("/wire")]
     return {
         "synthetic": True,
+        "signing_key": "DEMO (bundles/demo-keys: its private half is public, never use it on a site)",
         "scenario": scenario.describe(),
         "broker": broker_kind,
         "messages_published": len(messages),

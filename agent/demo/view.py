@@ -45,7 +45,11 @@ class LiveView:
     def header(self, speed: float, broker: str, workdir: Path) -> None:
         self.console.print(f"[bold]lews-agent demo[/] - {self.scenario.describe()}")
         self.console.print(f"time x{speed:,.0f} (1 scenario day = {DAY / speed:.2f} s); broker: {broker}")
-        self.console.print(f"state, store and outbox in {workdir}; all data is SYNTHETIC\n")
+        self.console.print(f"state, store and outbox in {workdir}; all data is SYNTHETIC")
+        self.console.print(
+            "models: the demo bundle, trusted with the DEMO signing key (bundles/demo-keys/signing.pub): "
+            "its private half is in the repository, never use it on a site\n"
+        )
 
     def on_message(self, msg: Received) -> None:
         kind = msg.topic.split("/", 4)[-1]

@@ -85,9 +85,12 @@ class Pipeline:
         max_sample_lag_s: float = 3600.0,
         max_sample_lead_s: float = 300.0,
         discipline: ClockDiscipline | None = None,
+        set_device_clock: bool | None = None,
     ) -> None:
         """``clock``: what dates captures; ``discipline``: GNSS-disciplined time (agent/sensors/clock.py),
-        whose raw clock stamps received bytes (default: one on ``clock``)."""
+        whose raw clock stamps received bytes (default: one on ``clock``). ``set_device_clock``: send
+        SET_CLOCK to bridge devices; None: only when that raw clock is the system clock (a simulated
+        clock would set the device to simulated time)."""
         self.cfg = cfg
         self.store_wait_s = store_wait_s  # how long a port thread may wait for a slow (healthy) store
         self.store = store
@@ -95,6 +98,9 @@ class Pipeline:
         self.time = discipline if discipline is not None else ClockDiscipline(clock)
         self.device_clock = DeviceClockSync(self.time)  # SET_CLOCK to the microcontroller
         self._writers: dict[str, Callable[[bytes], bool]] = {}  # live ports (none in a replay)
+        if set_device_clock is None:
+            set_device_clock = self.time.enabled and self.time.raw is time.time
+        self._set_device_clock = set_device_clock
         self.raw_sink = raw_sink
         self.expect = Expectations.from_config(cfg)
         self.steps_every_s = steps_every_s
@@ -301,7 +307,8 @@ class Pipeline:
                 backoff_s=self.cfg.reopen_backoff_s,
             )
             self.readers.append(reader.start())
-            self._writers[port.name] = reader.write
+            if self._set_device_clock:
+                self._writers[port.name] = reader.write
         self._stepper = threading.Thread(target=self._step_loop, name="pipeline-steps", daemon=True)
         self._stepper.start()
         log.info("pipeline started: %d ports", len(self.readers))
