@@ -22,8 +22,9 @@ app = typer.Typer(
 _REGISTRARS = (
     "agent.sensors.cli",  # inspect
     "agent.sensors.capture_cli",  # capture import
-    "agent.features.cli",  # replay
-    "agent.inference.cli",  # bundle verify
+    "agent.replay_cli",  # replay
+    "agent.bundle_cli",  # bundle verify|install
+    "agent.selftest_cli",  # selftest
     "agent.runtime_cli",  # run, config validate|example, demo
     "agent.report.cli",  # report
     "agent.web.cli",  # status-page

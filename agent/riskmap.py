@@ -24,12 +24,12 @@ import numpy as np
 
 from agent.errors import LewsError, RasterError
 from agent.features.channels import describe_missing, missing_layers
+from agent.features.lsi import LsiParams
 from agent.features.raster_channels import build_channel_stack, model_channels, normalise
 from agent.features.tiling import cut_tiles, make_grid, stitch
 from agent.inference.heap import release_freed_memory
 from agent.inference.manager import ModelManager
 from agent.warning.inputs import SpatialInput
-from agent.warning.lsi import LsiParams
 
 log = logging.getLogger(__name__)
 

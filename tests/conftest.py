@@ -26,14 +26,14 @@ TOOLCHAIN_IMPORT = re.compile(
     r"^\s*(?:import|from)\s+(?:torch|export|bundle_testlib|tests\.bundle_testlib)\b", re.M
 )
 HAS_TORCH = importlib.util.find_spec("torch") is not None
-NOT_COLLECTED: list[str] = []
+NOT_COLLECTED: set[str] = set()
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if HAS_TORCH or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
         return None
     if TOOLCHAIN_IMPORT.search(collection_path.read_text(encoding="utf-8")):
-        NOT_COLLECTED.append(collection_path.name)
+        NOT_COLLECTED.add(collection_path.name)
         return True
     return None
 

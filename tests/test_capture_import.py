@@ -10,11 +10,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agent.features.replay import replay
+from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.sensors import capture_cli
 from agent.sensors.capture import iter_port, read_index
-from agent.sensors.settings import SensorsConfig, StoreConfig
+from agent.sensors.replay import replay
+from agent.sensors.settings import SensorsConfig
 
 LOGS = "gnss-receiver-logs"
 # (log, first epoch time the receiver reports, whether it carries positions the default sources use)

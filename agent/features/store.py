@@ -1,9 +1,11 @@
 """SQLite time-series store: raw samples, derived steps and device/port counters.
 
-One writer thread owns the write connection and commits batches; any thread may read (each gets its
-own read-only connection, WAL lets readers and the writer run side by side). A batch the disk refuses
-(full, I/O error, corrupt page) stays in memory, bounded by ``max_backlog``, and is retried; ``flush()``
-raises :class:`StoreError` while it cannot be committed. What was committed before stays readable.
+One writer thread owns the write connection and commits batches (started by ``start()`` or by the
+first write, never by the constructor, so a failure after construction leaks no thread); any thread
+may read (each gets its own read-only connection, WAL lets readers and the writer run side by side).
+A batch the disk refuses (full, I/O error, corrupt page) stays in memory, bounded by ``max_backlog``,
+and is retried; ``flush()`` raises :class:`StoreError` while it cannot be committed. What was
+committed before stays readable.
 See docs/store-and-pipeline.md for the schema and the durability argument.
 """
 
@@ -31,9 +33,9 @@ from agent.features.aggregate import (
     steps_from_rows,
 )
 from agent.features.samples import CHANNEL_AGGREGATES, Sample
-from agent.features.store_db import ERROR_FIXES, connect_error, error_class, open_store_db
+from agent.features.settings import StoreConfig
+from agent.features.store_db import error_class, open_reader, open_store_db, sample_rows, write_error
 from agent.features.store_queue import WriteQueue
-from agent.sensors.settings import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,18 @@ class Store:
         if newest is not None:
             self._newest_t = float(newest)
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._thread.start()
+        self.closed = False
+
+    def start(self) -> Store:
+        """Start the writer thread (idempotent; the first write starts it too)."""
+        with self._cond:
+            if self._thread.ident is None and not self._stop:
+                self._thread.start()
+        return self
+
+    @property
+    def writer_alive(self) -> bool:
+        return self._thread.is_alive()
 
     # ---- opening and schema ---------------------------------------------------------------------
     def _open_writer(self) -> sqlite3.Connection:
@@ -142,6 +155,8 @@ class Store:
             self._retry_now = True
 
     def _enqueue(self, kind: str, payload: Any, *, front: bool = False) -> None:
+        if self._thread.ident is None and not self._stop:  # called with the lock held
+            self._thread.start()
         self._queue.add(kind, payload, front=front)
         self._cond.notify_all()
 
@@ -256,9 +271,7 @@ class Store:
         # A rolled-back transaction may have created channel ids that no longer exist: forget them all.
         self._channel_ids = {}
         kind = error_class(exc)
-        err = StoreError(
-            f"store {self.path}: write of {len(batch)} items refused ({kind}): {exc}", fix=ERROR_FIXES[kind]
-        )
+        err = write_error(self.path, exc, len(batch))
         with self._cond:
             if self.last_error is None or str(self.last_error) != str(err):
                 log.error("%s", err)
@@ -273,12 +286,7 @@ class Store:
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=10
-                )
-            except sqlite3.Error as exc:
-                raise connect_error(self.path, exc) from exc
+            conn = open_reader(self.path)
             self._local.conn = conn
             with self._cond:
                 # Close the connections of threads that have ended (a long-running daemon must not leak).
@@ -313,19 +321,7 @@ class Store:
             cid = ids.get(name)
             if cid is None:
                 continue
-            rows = self._query(
-                "SELECT t, value FROM samples WHERE channel_id=? AND t>=? AND t<? ORDER BY t",
-                (cid, start, end),
-            )
-            if with_prior:
-                rows = (
-                    self._query(
-                        "SELECT t, value FROM samples WHERE channel_id=? AND t<? ORDER BY t DESC LIMIT 1",
-                        (cid, start),
-                    )
-                    + rows
-                )
-            arr = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+            arr = sample_rows(self._query, cid, start, end, with_prior=with_prior)
             out[name] = (arr[:, 0].copy(), arr[:, 1].copy())
         return out
 
@@ -377,12 +373,14 @@ class Store:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
         with self._cond:
             readers, self._readers = self._readers, []
         for _th, conn in readers:
             conn.close()
         self._wconn.close()
+        self.closed = True
 
     def __enter__(self) -> Store:
         return self

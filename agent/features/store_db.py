@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from agent.errors import StoreError
-from agent.sensors.settings import StoreConfig
+from agent.features.settings import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,34 @@ def connect_error(path: Path, exc: Exception) -> StoreError:
         fix="check the directory exists and is writable; if the file is corrupt, move it aside "
         "(the agent starts a new store; steps can be rebuilt by `agent replay` of the captures)",
     )
+
+
+def write_error(path: Path, exc: sqlite3.Error, items: int) -> StoreError:
+    """A refused write transaction, classified by its SQLite result code, with the fix that calls for."""
+    kind = error_class(exc)
+    return StoreError(f"store {path}: write of {items} items refused ({kind}): {exc}", fix=ERROR_FIXES[kind])
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection (one per reading thread; WAL readers never block the writer)."""
+    try:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+    except sqlite3.Error as exc:
+        raise connect_error(path, exc) from exc
+
+
+def sample_rows(
+    query: Callable[[str, Sequence[Any]], list[Any]], cid: int, start: float, end: float, *, with_prior: bool
+) -> np.ndarray:
+    """(n, 2) float64 array of (t, value) of one channel with ``start <= t < end``, in time order;
+    ``with_prior`` puts the last sample before ``start`` first (the state a stateful channel had)."""
+    rows = query(
+        "SELECT t, value FROM samples WHERE channel_id=? AND t>=? AND t<? ORDER BY t", (cid, start, end)
+    )
+    if with_prior:
+        prior = "SELECT t, value FROM samples WHERE channel_id=? AND t<? ORDER BY t DESC LIMIT 1"
+        rows = query(prior, (cid, start)) + rows
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
 
 
 def open_store_db(path: Path, cfg: StoreConfig) -> sqlite3.Connection:

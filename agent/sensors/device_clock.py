@@ -20,10 +20,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from agent.sensors.clock import ClockDiscipline
 from firmware_bridge.codec import FrameEncoder
 from firmware_bridge.messages import Command, CommandCode
-
-from agent.sensors.clock import ClockDiscipline
 
 log = logging.getLogger(__name__)
 Writer = Callable[[bytes], bool]

@@ -224,46 +224,32 @@ def epoch_from_nav_sol(msg: Any) -> Epoch | None:
     )
 
 
-def _nmea_position(msg: Any) -> tuple[float, float, float]:
-    lat, lon = _num(msg.lat), _num(msg.lon)
-    alt, sep = _num(msg.alt), _num(msg.sep)
-    return lat, lon, alt + (0.0 if math.isnan(sep) else sep)
+def _nmea_epoch(msg: Any, t: float, source: str, fix: tuple[int, int]) -> Epoch:
+    """An epoch from the fields GGA and GNS share; ``fix`` is (fix type, carrier) from the sentence."""
+    fix_type, carrier = fix
+    sep = _num(msg.sep)
+    return Epoch(
+        t=t,
+        source=source,
+        fix_type=fix_type,
+        carrier=carrier,
+        fix_ok=fix_type > 0,
+        num_sv=_num(msg.numSV),
+        hdop=_num(msg.HDOP),
+        lat=_num(msg.lat),
+        lon=_num(msg.lon),
+        h_m=_num(msg.alt) + (0.0 if math.isnan(sep) else sep),
+    )
 
 
 def epoch_from_gga(msg: Any, t: float) -> Epoch:
     quality = int(_num(msg.quality)) if not math.isnan(_num(msg.quality)) else 0
-    fix_type, carrier = GGA_QUALITY.get(quality, (0, CARRIER_NONE))
-    lat, lon, h = _nmea_position(msg)
-    return Epoch(
-        t=t,
-        source="GGA",
-        fix_type=fix_type,
-        carrier=carrier,
-        fix_ok=fix_type > 0,
-        num_sv=_num(msg.numSV),
-        hdop=_num(msg.HDOP),
-        lat=lat,
-        lon=lon,
-        h_m=h,
-    )
+    return _nmea_epoch(msg, t, "GGA", GGA_QUALITY.get(quality, (0, CARRIER_NONE)))
 
 
 def epoch_from_gns(msg: Any, t: float) -> Epoch:
     modes = [GNS_MODE.get(c, (0, CARRIER_NONE)) for c in str(msg.posMode or "N")]
-    fix_type, carrier = max(modes, key=lambda fc: (fc[1], fc[0]))
-    lat, lon, h = _nmea_position(msg)
-    return Epoch(
-        t=t,
-        source="GNS",
-        fix_type=fix_type,
-        carrier=carrier,
-        fix_ok=fix_type > 0,
-        num_sv=_num(msg.numSV),
-        hdop=_num(msg.HDOP),
-        lat=lat,
-        lon=lon,
-        h_m=h,
-    )
+    return _nmea_epoch(msg, t, "GNS", max(modes, key=lambda fc: (fc[1], fc[0])))
 
 
 @dataclass

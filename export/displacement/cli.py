@@ -15,7 +15,7 @@ from rich.table import Table
 
 from agent.errors import LewsError
 from agent.features.site_series import parse_iso, write_site_series
-from export.cli import Groups
+from export.groups import Groups
 
 err_console = Console(stderr=True)
 
