@@ -39,6 +39,7 @@ def selftest(
     from agent.inference.selftest import installed_bundle, run_selftest
 
     threads, scale = 1, 1.0
+    key: Path | None
     try:
         if bundle is not None:
             if public_key is None:
