@@ -150,12 +150,14 @@ def _check(report: dict[str, Any]) -> None:
     assert report["unmarked_duplicates"] == 0, report["unmarked_by_content"]
 
 
+@pytest.mark.timeout(900)
 def test_kill9_loop_short_form(mosquitto: Any, tmp_path: Path) -> None:
     seed = int(os.environ.get("LEWS_KILL_SEED") or random.SystemRandom().randrange(1 << 30))
     _check(run_kill_loop(mosquitto, tmp_path, kills=3, seed=seed))
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_kill9_loop_long_form(mosquitto: Any, tmp_path: Path) -> None:
     seed = int(os.environ.get("LEWS_KILL_SEED") or random.SystemRandom().randrange(1 << 30))
     kills = int(os.environ.get("LEWS_KILL_LOOP_N", "20"))
