@@ -198,3 +198,20 @@ def test_set_clock_is_sent_at_start_and_the_device_clock_follows(tmp_path: Path)
 def scenario_skew(speed: float) -> float:
     """The device-clock tolerance at this time compression: 0.5 real seconds of latency."""
     return 0.5 * speed
+
+
+def test_diagnose_fails_system_clock_when_the_daemon_found_it_wrong(tmp_path: Path) -> None:
+    import json
+
+    from agent.diagnose import checks_system
+    from agent.diagnose.model import Context, Status
+
+    cfg = config_from_dict(_daemon_config(tmp_path))
+    wall = Wall(DAY)
+    discipline = ClockDiscipline(wall)
+    discipline.observe(T0, wall())
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "status.json").write_text(json.dumps({"time": time.time(), "clock": discipline.status()}))
+    res = checks_system.clock(Context(cfg))
+    assert res.status == Status.FAIL and "+86400 s off GNSS time" in res.value, res
