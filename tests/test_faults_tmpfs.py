@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Broker
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
 from agent.features.samples import Sample
 from agent.publish.watch import Received, TopicWatcher
-from tests.conftest import Broker
 
 pytestmark = pytest.mark.faults
 
