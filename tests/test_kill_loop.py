@@ -6,8 +6,9 @@ with a persistent session counts what it receives:
 - duplicates by message id: the same ``msg_id`` received twice (QoS 1 redelivery: marked, a
   subscriber de-duplicates on it; counted, not a failure);
 - unmarked duplicates: the same content under a different ``msg_id`` (a logical re-publication: an
-  alert event seq, a wire change (state, changed_at), a telemetry window, a CAP identifier received
-  twice with different ids). Those a subscriber cannot tell from new news.
+  alert event seq, a wire change (state, changed_at), a telemetry window, a command result), and a
+  wire message repeating the state of the one before it (a restart claiming a new trip). Those a
+  subscriber cannot tell from new news.
 
 The short form (3 restarts) runs in CI; the long form (``LEWS_KILL_LOOP_N``, default 20) is ``slow``.
 The figures go to docs/reliability.md. Printed: one JSON line ``KILL_LOOP {...}`` per run.
@@ -15,6 +16,7 @@ The figures go to docs/reliability.md. Printed: one JSON line ``KILL_LOOP {...}`
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -64,6 +66,19 @@ def count_duplicates(received: list[Received]) -> dict[str, Any]:
         if content is not None:
             by_content.setdefault(content, set()).add(key)
     unmarked = {str(k): len(ids) - 1 for k, ids in by_content.items() if len(ids) > 1}
+    # The wire topic reports changes: a wire message (new id) with the same state as the one before it
+    # is a logical duplicate even with another changed_at (a restart re-publishing the trip as new).
+    states: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for m in received:
+        if m.payload and kind_of(m.topic) == "wire":
+            key = msg_key(m)
+            if key not in seen:
+                seen.add(key)
+                states.append((key, int(m.json()["state"])))
+    rewire = sum(1 for (_, a), (_, b) in itertools.pairwise(states) if a == b)
+    if rewire:
+        unmarked["wire: same state re-published"] = rewire
     return {
         "messages": sum(by_id.values()),
         "unique_ids": len(by_id),
