@@ -103,6 +103,17 @@ class ClockDiscipline:
     def correct(self, t_sys: float) -> float:
         return t_sys + self.correction_s
 
+    def restamp(self, decoder: Any, t_sys: float) -> tuple[float, str]:
+        """After a chunk received at ``t_sys`` was decoded: observe the receiver's valid time (a GNSS
+        decoder's ``take_time_fix``), return the corrected stamp and which clock made the samples'
+        times (gnss: the receiver; corrected: the system clock corrected; system: as it is)."""
+        take = getattr(decoder, "take_time_fix", None)
+        fix = take() if take is not None else None
+        if fix is not None:
+            self.observe(fix, t_sys)
+        t = self.correct(t_sys)
+        return t, "gnss" if take is not None else "corrected" if t != t_sys else "system"
+
     def now(self) -> float:
         """The agent's time: the system clock, corrected by GNSS when it is wrong."""
         return self.correct(self.raw())

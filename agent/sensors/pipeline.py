@@ -97,10 +97,8 @@ class Pipeline:
         discipline: ClockDiscipline | None = None,
         set_device_clock: bool | None = None,
     ) -> None:
-        """``clock``: what dates captures; ``discipline``: GNSS-disciplined time (agent/sensors/clock.py),
-        whose raw clock stamps received bytes (default: one on ``clock``). ``set_device_clock``: send
-        SET_CLOCK to bridge devices; None: only when that raw clock is the system clock (a simulated
-        clock would set the device to simulated time)."""
+        """``discipline``: GNSS-disciplined time (clock.py; default: on ``clock``); ``set_device_clock``:
+        SET_CLOCK to bridge devices (None: only on the real system clock, not a simulated one)."""
         self.cfg = cfg
         self.store_wait_s = store_wait_s  # how long a port thread may wait for a slow (healthy) store
         self.store = store
@@ -108,9 +106,8 @@ class Pipeline:
         self.time = discipline if discipline is not None else ClockDiscipline(clock)
         self.device_clock = DeviceClockSync(self.time)  # SET_CLOCK to the microcontroller
         self._writers: dict[str, Callable[[bytes], bool]] = {}  # live ports (none in a replay)
-        if set_device_clock is None:
-            set_device_clock = self.time.enabled and self.time.raw is time.time
-        self._set_device_clock = set_device_clock
+        auto = self.time.enabled and self.time.raw is time.time
+        self._set_device_clock = auto if set_device_clock is None else set_device_clock
         self.raw_sink = raw_sink
         self.expect = expectations(cfg)
         self.steps_every_s = steps_every_s
@@ -141,10 +138,8 @@ class Pipeline:
 
     # ---- the shared path after the bytes ---------------------------------------------------------
     def ingest(self, port: str, t: float, data: bytes) -> list[Sample]:
-        """Decode bytes of ``port`` received at system time ``t`` and pass the samples on. Never raises.
-
-        A GNSS port's valid UTC time disciplines the clock: with a wrong system clock the samples of
-        every port are stamped (and checked for plausibility) with the corrected time."""
+        """Decode bytes of ``port`` received at system time ``t``, pass the samples on; never raises. A
+        GNSS port's valid time disciplines the clock: every port's samples get the corrected stamp."""
         t_sys, t = t, self.time.correct(t)
         decoder = self.decoders.get(port)
         if decoder is None:
@@ -162,13 +157,9 @@ class Pipeline:
         except Exception as exc:  # a decoder bug must not kill the port thread; the chunk is counted
             self._count("drops.decoder_exception_bytes", len(data))
             log.exception("%s decoder raised %s on %d bytes (dropped)", port, type(exc).__name__, len(data))
+            self._count(f"done.{port}", len(data))
             return []
-        take_fix = getattr(decoder, "take_time_fix", None)
-        fix = take_fix() if take_fix is not None else None
-        if fix is not None:
-            self.time.observe(fix, t_sys)
-            t = self.time.correct(t_sys)
-        stamp = "gnss" if take_fix is not None else "corrected" if t != t_sys else "system"
+        t, stamp = self.time.restamp(decoder, t_sys)
         if samples:
             self._count(f"clock.stamped_{stamp}", len(samples))
         samples = self._plausible(samples, t)
@@ -178,6 +169,7 @@ class Pipeline:
         device, write = getattr(decoder, "device", None), self._writers.get(port)
         if device is not None and write is not None:
             self.device_clock.after_chunk(port, device, write, self.cfg.device.max_skew_s)
+        self._count(f"done.{port}", len(data))  # bytes whose samples reached the subscribers and store queue
         return samples
 
     def _persist_state(self, port: str, decoder: PortDecoder) -> None:
@@ -376,6 +368,11 @@ class Pipeline:
                     self.store.put_counters(f"{scope}.{name}", flatten_counts(sub))
             else:
                 self.store.put_counters(scope, flatten_counts(tree))
+
+    def stats_snapshot(self) -> dict[str, int]:
+        """A copy of the pipeline's own counters (bytes, done bytes, drops per port)."""
+        with self._lock:
+            return dict(self.stats)
 
     def counters(self) -> dict[str, Any]:
         """Everything counted, per stage: ports, decoders, pipeline, store."""
