@@ -14,13 +14,17 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: flags without a `<bool>` value placeholder, one option a line
+    rich_markup_mode=None,
 )
 
 # Each module defines `register(app: typer.Typer) -> None`.
 _REGISTRARS = (
     "agent.sensors.cli",  # inspect
-    "agent.features.cli",  # replay
-    "agent.inference.cli",  # bundle verify
+    "agent.sensors.capture_cli",  # capture import
+    "agent.replay_cli",  # replay
+    "agent.bundle_cli",  # bundle verify|install
+    "agent.selftest_cli",  # selftest
     "agent.runtime_cli",  # run, config validate|example, demo
     "agent.report.cli",  # report
     "agent.web.cli",  # status-page

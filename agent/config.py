@@ -1,26 +1,28 @@
 """The agent's configuration: one TOML file, validated by pydantic (unknown keys rejected).
 
-Each area owns its section model (sensors, store, inference, warning, mqtt); this module composes them,
-loads the file safely and renders a commented example (`agent config example`).
+Each library area owns its section model (sensors, store, inference, warning, mqtt); this module composes
+them, defines the application's own sections (site, daemon, web, diagnose: their packages sit above this
+module in the layers of docs/architecture.md, so their models cannot live there), loads the file safely
+and says where the daemon keeps its state (:class:`StatePaths`).
 """
 
 from __future__ import annotations
 
 import logging
 import stat
-import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agent.diagnose.settings import DiagnoseSettings
+from agent.compat import tomllib
 from agent.errors import ConfigError
+from agent.features.settings import StoreConfig
 from agent.inference.settings import InferenceSettings
 from agent.publish.settings import MqttSettings
-from agent.sensors.settings import SensorsConfig, StoreConfig
+from agent.sensors.settings import SensorsConfig
 from agent.warning.settings import WarningSettings
-from agent.web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +66,16 @@ class DaemonConfig(BaseModel):
     watchdog_progress_s: float = Field(
         default=30.0,
         gt=0,
-        description="The systemd watchdog is pinged only if the pipeline and the evaluation loop made "
-        "progress within this many seconds.",
+        description="The systemd watchdog is pinged only while the evaluation loop completed a run within "
+        "this many seconds and every worker thread (serial ports, step aggregation, store writer, loops) is "
+        "alive; a silent sensor or a full disk is not a failure.",
     )
     max_worker_restarts: int = Field(
-        default=5, ge=0, description="A crashed worker thread is restarted at most this often per hour."
+        default=5,
+        ge=0,
+        description="A supervised loop that failed more than 5 times in a row is restarted in a new thread, "
+        "at most this often per hour (all loops together; counted in status as worker_restarts); then the "
+        "daemon exits (exit code 1) for systemd to restart it.",
     )
     site_raster: Path | None = Field(
         default=None,
@@ -86,6 +93,75 @@ class DaemonConfig(BaseModel):
         description="Recompute the daily/hourly steps touched since the last evaluation at every evaluation "
         "(for time-compressed demos and replays; live gateways refresh them on the pipeline's schedule).",
     )
+
+
+class WebSettings(BaseModel):
+    """Local status page (``/``, plots, ``/diagnose``, ``/status.json``) and Prometheus ``/metrics``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    enabled: bool = Field(default=True, description="Serve the status page and /metrics from the daemon.")
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address to bind. 127.0.0.1 (default) serves only this machine (reach it over an SSH "
+        "tunnel); 0.0.0.0 serves the site network: then set basic auth.",
+    )
+    port: int = Field(default=8080, ge=0, le=65535, description="TCP port (0: any free port, for tests).")
+    basic_auth_user: str = Field(
+        default="",
+        pattern=r"^[^:]*$",
+        description='HTTP basic-auth user name; "" disables authentication. Needs basic_auth_password_file.',
+    )
+    basic_auth_password_file: Path | None = Field(
+        default=None,
+        description="File whose first line is the basic-auth password (keep it mode 0600). "
+        "The password is never logged.",
+    )
+    refresh_s: float = Field(
+        default=30.0, ge=2.0, le=3600.0, description="The page reloads itself this often (seconds)."
+    )
+    plot_days: float = Field(default=7.0, gt=0, le=366, description="Days of data the page's plots show.")
+    plot_cache_s: float = Field(
+        default=30.0, ge=0, le=3600, description="Rendered plots are reused for this long (seconds)."
+    )
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> WebSettings:
+        if self.basic_auth_user and self.basic_auth_password_file is None:
+            raise ValueError("web.basic_auth_user is set but web.basic_auth_password_file is not")
+        if self.basic_auth_password_file is not None and not self.basic_auth_user:
+            raise ValueError("web.basic_auth_password_file is set but web.basic_auth_user is empty")
+        return self
+
+
+class DiagnoseSettings(BaseModel):
+    """The optional ``[diagnose]`` section: what `agent diagnose` checks on this site."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    skip: list[str] = Field(
+        default_factory=list,
+        description="Checks (names or prefixes) this site never runs, e.g. ['system.clock'] on a gateway "
+        "whose clock is disciplined by GNSS PPS without chrony/timedatectl. `--skip` adds to it.",
+    )
+    listen_s: float = Field(
+        default=3.0,
+        gt=0,
+        le=120,
+        description="Seconds `agent diagnose` reads each serial port when the daemon is not running "
+        "(`--listen` overrides it).",
+    )
+    expect_daemon: bool = Field(
+        default=False,
+        description="A daemon that is not running is a FAIL of the `daemon` check (else it is reported).",
+    )
+
+
+def diagnose_settings(cfg: Any) -> DiagnoseSettings:
+    """The `[diagnose]` section of a loaded configuration, or the defaults when it has none."""
+    found = getattr(cfg, "diagnose", None)
+    return found if isinstance(found, DiagnoseSettings) else DiagnoseSettings()
 
 
 class AgentConfig(BaseModel):
@@ -171,3 +247,15 @@ def resolve_relative_paths(config: AgentConfig, base: Path) -> AgentConfig:
     data["inference"]["public_key"] = fix(config.inference.public_key)
     data["mqtt"]["outbox"]["path"] = fix(config.mqtt.outbox.path)
     return AgentConfig.model_validate(data)
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """Where the daemon keeps its state: the state folder (status, history, alert state) and the store."""
+
+    state_dir: Path
+    store: Path
+
+    @classmethod
+    def from_config(cls, cfg: AgentConfig) -> StatePaths:
+        return cls(state_dir=Path(cfg.daemon.state_dir), store=Path(cfg.store.path))

@@ -24,16 +24,17 @@ import numpy as np
 
 from agent.errors import LewsError, RasterError
 from agent.features.channels import describe_missing, missing_layers
+from agent.features.lsi import LsiParams
 from agent.features.raster_channels import build_channel_stack, model_channels, normalise
 from agent.features.tiling import cut_tiles, make_grid, stitch
+from agent.inference.heap import release_freed_memory
 from agent.inference.manager import ModelManager
 from agent.warning.inputs import SpatialInput
-from agent.warning.lsi import LsiParams
 
 log = logging.getLogger(__name__)
 
 MODEL = "unet"
-BATCH = 8
+BATCH = 2  # tiles per model run: the activations of 2 tiles, not 8, at the peak (bench/bench_memory.py)
 
 
 def load_site_raster(path: Path, channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -138,6 +139,7 @@ class RiskMapper:
                 return None
             preds.append(out[entry.outputs[0].name])
         prob = stitch(np.concatenate(preds).astype(np.float32), grid)[0]
+        release_freed_memory()
         valid = np.isfinite(stack).all(axis=0)
         threshold = float(meta["threshold"])
         n_valid = int(valid.sum())

@@ -27,7 +27,8 @@ from typer import echo
 
 from agent.errors import ExportError
 from agent.inference.manifest import model_entries, read_manifest
-from export.runs import ExportModel, load_run
+from export.run_loader import load_run
+from export.runs import ExportModel
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import sys
 import tempfile
 import threading
 import time
@@ -28,13 +29,17 @@ from typing import Any
 
 import typer
 
-from agent.features.replay import replay
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memlib import load
+
 from agent.features.samples import Sample
+from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.sensors.capture import CaptureWriter
 from agent.sensors.gnss import Reference
 from agent.sensors.gnss_sim import SimConfig, Trajectory, simulate
-from agent.sensors.settings import SensorsConfig, StoreConfig
+from agent.sensors.replay import replay
+from agent.sensors.settings import SensorsConfig
 from firmware_bridge.device_model import generate_frames
 from firmware_bridge.scenario import scenario_from_dict
 
@@ -133,6 +138,7 @@ def bench_replay(tmp: Path, seconds: float) -> dict[str, Any]:
         "samples_per_channel": dict(result.samples),
         "drops": result.drops(),
         "threads_during_replay": 2,
+        "load": load(),
     }
 
 

@@ -6,6 +6,13 @@ Two variants (docs/int8.md):
 - ``int8_ort``: activations uint8 asymmetric per tensor, weights int8 symmetric per channel (u8s8),
   onnxruntime's fastest CPU path; TensorRT cannot use it.
 
+Weights of both use a 7-bit range (``reduce_range``, |q| <= 64): onnxruntime's u8s8 kernels on x86
+without VNNI (AVX2, AVX-512 without VNNI) multiply with VPMADDUBSW, which adds two u8 x s8 products in
+int16 and saturates when they exceed 32767 (255 x 127 x 2 = 64770 can); with 7-bit weights the pair
+stays <= 255 x 64 x 2 = 32640, so every CPU (VNNI, AVX2, ARM NEON/SDOT) computes the same integer
+products and the INT8 results no longer depend on the instruction set of the machine that runs them.
+The cost, one bit of weight resolution, is measured in the manifest (error vs FP32, task metrics).
+
 Per-node decisions: quantize everything, measure each output's error against FP32 on the
 calibration inputs, then try, one at a time: leaving the output of a Sigmoid/Softmax that produces
 a graph output unquantized (probabilities are compared with thresholds), keeping the first
@@ -58,6 +65,8 @@ PASS_THROUGH = (
 EXCLUDE_GAIN = 0.7
 # ... and the score before was above this (p99 |int8 - fp32| / std(fp32) per output).
 EXCLUDE_MIN_SCORE = 0.02
+# 7-bit weights: no 16-bit saturation in onnxruntime's AVX2 u8s8 kernels (module docstring).
+REDUCE_RANGE = True
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ class QuantScheme:
     activation_symmetric: bool
     description_activations: str
     quantize_bias: bool  # int32 bias DQ: onnxruntime fuses it; TensorRT keeps biases in float
-    description_weights: str = "int8 symmetric per-channel"
+    description_weights: str = "int8 symmetric per-channel, 7-bit range (reduce_range: no u8s8 saturation)"
 
 
 SCHEMES: dict[str, QuantScheme] = {
@@ -188,6 +197,7 @@ def quantize(
             activation_type=scheme.activation_type,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            reduce_range=REDUCE_RANGE,
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=list(exclude),
             extra_options={

@@ -1,8 +1,9 @@
 """What a training run directory is, for the export step (ONNX, INT8, bundle).
 
 A RUN_DIR written by ``agent-export train displacement|unet`` holds ``run.json`` with at least
-``{"kind": "displacement" | "unet", ...}``. ``load_run`` dispatches on ``kind`` to the package that
-trained it, which returns a :class:`LoadedRun`.
+``{"kind": "displacement" | "unet", ...}``. This module is the contract only (a leaf: it imports no
+training package); :func:`export.run_loader.load_run` dispatches on ``kind`` to the package that
+trained the run, which returns a :class:`LoadedRun`.
 """
 
 from __future__ import annotations
@@ -52,19 +53,3 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
         )
     data: dict[str, Any] = json.loads(path.read_text())
     return data
-
-
-def load_run(run_dir: Path) -> LoadedRun:
-    kind = read_run_json(run_dir).get("kind")
-    if kind == "displacement":
-        from export.displacement.run import load_displacement_run
-
-        return load_displacement_run(Path(run_dir))
-    if kind == "unet":
-        from export.unet.run import load_unet_run
-
-        return load_unet_run(Path(run_dir))
-    raise TrainingError(
-        f"{run_dir}/run.json has unknown kind {kind!r}",
-        fix="expected 'displacement' or 'unet'; retrain with this version of agent-export",
-    )

@@ -5,7 +5,7 @@ Every error names the thing that is wrong and, in ``fix``, what to do about it.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
 
 
 class BridgeError(Exception):
@@ -20,8 +20,11 @@ class BridgeError(Exception):
         return f"{self.message} (fix: {self.fix})" if self.fix else self.message
 
 
-class FrameErrorKind(StrEnum):
-    """Why a received frame was dropped; each kind has its own counter in the reader."""
+class FrameErrorKind(str, Enum):
+    """Why a received frame was dropped; each kind has its own counter in the reader.
+
+    A str-valued Enum whose str() is its value, like 3.11's StrEnum (the bridge runs on Python 3.10).
+    """
 
     BAD_COBS = "bad_cobs"  # COBS structure broken (code byte points past the frame end)
     BAD_LENGTH = "bad_length"  # shorter than header + CRC, or payload size does not match the type's layout
@@ -31,6 +34,12 @@ class FrameErrorKind(StrEnum):
     BAD_VALUE = "bad_value"  # CRC fine, but a field is out of its domain (enum, boot id 0, sample count)
     OVERSIZE = "oversize"  # more bytes than the largest legal frame without a 0x00 delimiter
     DUPLICATE = "duplicate"  # same boot id and sequence number as the previous frame
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 class FrameError(BridgeError):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,7 +17,47 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# --- the gateway test subset -------------------------------------------------------------------------
+# A gateway install (Python 3.10 on JetPack 6, `pip install '.[test]'`) has no torch and no toolchain
+# extra. There, test modules that import torch, export/ or the bundle-building test helpers are not
+# collected; the run says which and why at the end. With torch installed everything is collected.
+TOOLCHAIN_IMPORT = re.compile(
+    r"^\s*(?:import|from)\s+(?:torch|export|bundle_testlib|tests\.bundle_testlib)\b", re.M
+)
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+NOT_COLLECTED: set[str] = set()
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if HAS_TORCH or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    if TOOLCHAIN_IMPORT.search(collection_path.read_text(encoding="utf-8")):
+        NOT_COLLECTED.add(collection_path.name)
+        return True
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say in the closing lines what did not run: modules of the toolchain, real-data tests without data."""
+    if NOT_COLLECTED:
+        terminalreporter.write_line(
+            f"gateway subset: {len(NOT_COLLECTED)} test modules not collected because torch is not "
+            f"installed (they import torch or export/): {', '.join(sorted(NOT_COLLECTED))}"
+        )
+    skipped = terminalreporter.stats.get("skipped", [])
+    missing = [r for r in skipped if NO_DATA in str(getattr(r, "longrepr", ""))]
+    if missing:
+        terminalreporter.write_line(
+            f"REAL DATA MISSING: {len(missing)} real-data tests skipped; looked for {SHARED_DATA} "
+            "(put the clone beside shared/ or set LEWS_SHARED_DATA=/path/to/shared/data)",
+            red=True,
+            bold=True,
+        )
+
+
 SHARED_DATA = Path(os.environ.get("LEWS_SHARED_DATA", REPO.parent / "shared" / "data"))
+NO_DATA = "shared data not found at"  # the skip reason the closing summary counts
 
 
 def free_port() -> int:
@@ -63,7 +105,7 @@ class Broker:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA} (set LEWS_SHARED_DATA)")
+        pytest.skip(f"{NO_DATA} {SHARED_DATA} (set LEWS_SHARED_DATA)")
     return SHARED_DATA
 
 

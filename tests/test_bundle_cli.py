@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from agent.inference.settings import InferenceSettings
 from export import bundle_cli
-from export.cli import Groups
+from export.groups import Groups
 
 
 def _app() -> typer.Typer:

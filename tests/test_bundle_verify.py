@@ -15,13 +15,13 @@ import typer
 from bundle_testlib import runs
 from typer.testing import CliRunner
 
+from agent import bundle_cli
 from agent.errors import (
     BundleIntegrityError,
     BundleSchemaError,
     BundleSignatureError,
     GoldenMismatchError,
 )
-from agent.inference import cli as agent_inference_cli
 from agent.inference.manifest import canonical_bytes, read_manifest, sha256_file
 from agent.inference.verify import verify_bundle
 from export.bundle import build_bundle
@@ -96,7 +96,7 @@ def test_cli_verify_accepts_good_and_rejects_bad_with_json(
 ) -> None:
     bundle, keys, other = built
     app = typer.Typer()
-    agent_inference_cli.register(app)
+    bundle_cli.register(app)
     app.command("noop")(lambda: None)  # keep `bundle` a sub-group
     runner = CliRunner()
     ok = runner.invoke(

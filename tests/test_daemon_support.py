@@ -4,7 +4,6 @@ and the tests of those checks and of the harness pieces they rely on."""
 from __future__ import annotations
 
 import time
-import tomllib
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agent.compat import tomllib
 from agent.config import config_from_dict
 from agent.demo.harness import toml_text
 from agent.demo.run import SimClock, demo_config_data

@@ -24,7 +24,7 @@ def _t(iso: str) -> float:
 def test_storm_reaches_watch_before_the_wire_and_warning_with_it(mosquitto, tmp_path: Path) -> None:
     watcher = TopicWatcher(mosquitto.host, mosquitto.port, "lews/v1/#").start()
     cmd = [sys.executable, "-m", "agent.cli", "demo", "--duration", f"{DURATION_S:g}"]
-    cmd += ["--broker", f"{mosquitto.host}:{mosquitto.port}", "--json", "--workdir", str(tmp_path / "demo")]
+    cmd += ["--broker", f"{mosquitto.host}:{mosquitto.port}", "--json", "--state-dir", str(tmp_path / "demo")]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION_S + 60)
         watcher.wait_for(
@@ -70,3 +70,15 @@ def test_storm_reaches_watch_before_the_wire_and_warning_with_it(mosquitto, tmp_
     assert alerts[-1]["level"] == 3 and "wire" in alerts[-1]["explanation"]["contributing"]
     # Every event and current alert explains itself.
     assert all(e["summary"] and e["event"]["explanation"]["sources"] for e in events)
+
+    # The state is kept where --workdir said, with a configuration `agent status` reads.
+    workdir = Path(summary["workdir"])
+    assert workdir == tmp_path / "demo" and (workdir / "store.sqlite").is_file()
+    assert "status page: http://" in proc.stderr  # the live view goes to stderr with --json
+    status = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "status", "--config", summary["config"], "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    doc = json.loads(status.stdout)
+    assert doc["running"] is False and "daemon stopped" in doc["message"]  # a clean stop, not STALE
+    assert status.returncode == 1

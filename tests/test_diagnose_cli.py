@@ -75,6 +75,26 @@ def test_only_and_skip_and_exit_code_for_warn(site: Site) -> None:
     assert rc == 0
 
 
+def test_unknown_check_name_is_an_error_listing_the_checks(site: Site) -> None:
+    for flag in ("--only", "--skip"):
+        proc = run_agent("diagnose", "--config", str(site.config), flag, "nosuchcheck")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "'nosuchcheck'" in proc.stderr
+        assert "system.disk" in proc.stderr and "broker.connect" in proc.stderr  # the valid names
+        assert "lews-agent diagnose" not in proc.stdout  # no table of zero checks
+
+
+def test_table_first_and_log_lines_only_with_verbose(site: Site) -> None:
+    only = ("--only", "system.disk,bundle.integrity")
+    quiet = run_agent("diagnose", "--config", str(site.config), *only)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "lews-agent diagnose" in quiet.stdout
+    assert " INFO " not in quiet.stderr and " INFO " not in quiet.stdout
+    loud = run_agent("diagnose", "--config", str(site.config), *only, "--verbose")
+    assert loud.returncode == 0, loud.stdout + loud.stderr
+    assert " INFO " in loud.stderr  # bundle verification logs what it checked
+
+
 @pytest.mark.faults
 def test_unplugged_device_fails_only_its_port(site: Site) -> None:
     site.bridge.unplug()

@@ -151,7 +151,7 @@ def test_diagnose_section_defaults_and_validation() -> None:
     import pytest
     from pydantic import ValidationError
 
-    from agent.diagnose.settings import DiagnoseSettings, diagnose_settings
+    from agent.config import DiagnoseSettings, diagnose_settings
 
     assert diagnose_settings(object()) == DiagnoseSettings()  # config without a [diagnose] section
     mine = DiagnoseSettings(skip=["system.clock"], listen_s=5.0)

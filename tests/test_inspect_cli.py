@@ -37,7 +37,7 @@ def _app() -> typer.Typer:
 def _inspect(*args: str) -> tuple[int, str, Any]:
     result = CliRunner().invoke(_app(), ["inspect", *args])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    data = json.loads(result.stdout) if "--json" in args and result.exit_code == 0 else None
+    data = json.loads(result.stdout) if "--json" in args and result.stdout.startswith("{") else None
     return result.exit_code, result.output, data
 
 
@@ -97,7 +97,7 @@ def test_inspect_text_table(shared_data: Path) -> None:
 
 @pytest.mark.faults
 @pytest.mark.parametrize("fmt", ["auto", "ubx", "nmea", "bridge"])
-def test_inspect_garbage_exit_0_errors_counted(tmp_path: Path, fmt: str) -> None:
+def test_inspect_garbage_exit_1_errors_counted(tmp_path: Path, fmt: str) -> None:
     rng = np.random.default_rng(1)
     junk = tmp_path / "junk.bin"
     # random bytes with sync-like fragments sprinkled in
@@ -106,10 +106,10 @@ def test_inspect_garbage_exit_0_errors_counted(tmp_path: Path, fmt: str) -> None
         data[pos : pos + 3] = [b"\xb5b\x01", b"$GN", b"\x00\x05\x01"][int(pos) % 3]
     junk.write_bytes(bytes(data))
     code, output, out = _inspect(str(junk), "--json", "--format", fmt)
-    assert code == 0, output
+    assert code == 1, output  # read, but nothing recognised: not a green
     assert out["bytes"] == len(data) and out["errors"] > 0 and out["messages"] == {}
     code, output, _ = _inspect(str(junk), "--format", fmt)
-    assert code == 0 and "Traceback" not in output
+    assert code == 1 and "Traceback" not in output and "recognised no receiver" in output
     empty = tmp_path / "empty.bin"
     empty.write_bytes(b"")
     assert _inspect(str(empty), "--json", "--format", fmt)[2]["bytes"] == 0
@@ -187,7 +187,29 @@ def test_inspect_through_the_agent_entry_point(tmp_path: Path, shared_data: Path
             text=True,
             timeout=120,
         )
-        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.returncode == (1 if path == junk else 0), proc.stderr
+        assert "Traceback" not in proc.stderr
         out = json.loads(proc.stdout)
         assert out["bytes"] == path.stat().st_size
         assert (out["errors"] > 0) if path == junk else (out["messages"]["NAV-PVT"] == 39)
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"     2.11           OBSERVATION DATA    M (MIXED)           RINEX VERSION / TYPE\n"]
+)
+def test_inspect_nothing_recognised_exits_non_zero(tmp_path: Path, content: bytes) -> None:
+    """/dev/null, an empty file or a RINEX observation file: read fine, nothing a receiver sent."""
+    path = tmp_path / "site.obs"
+    path.write_bytes(content * 50)
+    for target in (str(path), "/dev/null"):
+        code, output, _ = _inspect(target)
+        assert code == 1, output
+        assert "recognised no receiver (UBX/NMEA) or bridge messages" in output
+
+
+def test_inspect_prints_times_as_iso(shared_data: Path) -> None:
+    code, output, _ = _inspect(str(shared_data / LOGS / "pyubx2/pygpsdata-MIXED.log"))
+    assert code == 0
+    assert "epochs.t_first" in output
+    line = next(x for x in output.splitlines() if "epochs.t_first" in x)
+    assert "Z" in line and "T" in line, line

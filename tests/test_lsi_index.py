@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agent.errors import WarningRuleError
-from agent.warning.lsi import FACTORS, LsiParams, compute_lsi, rainfall_multiplier, static_score
+from agent.features.lsi import FACTORS, LsiParams, compute_lsi, rainfall_multiplier, static_score
 
 
 def _factors(**kw: float) -> dict[str, np.ndarray]:

@@ -14,9 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).parent))
 from test_report_support import demo_state
 
+from agent.config import WebSettings
 from agent.metrics import exposition, families_from_status, make_registry, update_from_status
 from agent.web.server import StatusApp, StatusServer
-from agent.web.settings import WebSettings
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -118,12 +118,14 @@ def test_garbage_and_oversize(hmac_key: tuple[bytes, Path]) -> None:
 def test_stale_and_future_timestamps(hmac_key: tuple[bytes, Path]) -> None:
     clock = Clock()
     v = verifier(clock, hmac_key[1], max_skew_s=60)
-    for dt in (-61, +61):
+    # old beyond max_skew_s: stale; ahead beyond max_future_s (10 s): future (issue 13: +100 s passed)
+    for dt, reason in ((-61, "stale"), (+61, "future"), (+100, "future"), (+11, "future")):
         doc = sign_command("ack", {}, key_id="ops1", hmac_key=hmac_key[0], t=T0 + dt)
         with pytest.raises(CommandRejected) as err:
             v.verify("ack", raw(doc))
-        assert err.value.reason == "stale"
-    assert v.verify("ack", raw(sign_command("ack", {}, key_id="ops1", hmac_key=hmac_key[0], t=T0 + 59)))
+        assert err.value.reason == reason, dt
+    assert v.verify("ack", raw(sign_command("ack", {}, key_id="ops1", hmac_key=hmac_key[0], t=T0 - 59)))
+    assert v.verify("ack", raw(sign_command("ack", {}, key_id="ops1", hmac_key=hmac_key[0], t=T0 + 9)))
 
 
 def test_not_authorised_command(tmp_path: Path, hmac_key: tuple[bytes, Path]) -> None:

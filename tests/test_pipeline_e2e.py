@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 
 from agent.features.aggregate import HOUR_S
-from agent.features.replay import replay
 from agent.features.samples import Sample
+from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.sensors.gnss import Reference
 from agent.sensors.gnss_sim import SimConfig, Trajectory, write_to_fd
 from agent.sensors.pipeline import Pipeline
-from agent.sensors.settings import SensorsConfig, StoreConfig
+from agent.sensors.replay import replay
+from agent.sensors.settings import SensorsConfig
 from firmware_bridge.pty_device import PtyDevice
 from firmware_bridge.scenario import scenario_from_dict
 

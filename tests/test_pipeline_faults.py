@@ -12,12 +12,13 @@ from pydantic import ValidationError
 
 from agent.errors import ConfigError
 from agent.features.samples import Sample
+from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.sensors.decoders import BridgeDecoder
 from agent.sensors.gnss import Reference
 from agent.sensors.gnss_sim import SimConfig, Trajectory, simulate
 from agent.sensors.pipeline import Pipeline, QueueSubscriber
-from agent.sensors.settings import SensorsConfig, SerialPortConfig, StoreConfig
+from agent.sensors.settings import SensorsConfig, SerialPortConfig
 from firmware_bridge.device_model import generate_frames
 from firmware_bridge.pty_device import PtyDevice
 from firmware_bridge.scenario import scenario_from_dict

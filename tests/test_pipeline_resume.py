@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.sensors.pipeline import STATE_SCOPE, Pipeline
-from agent.sensors.settings import SensorsConfig, StoreConfig
+from agent.sensors.settings import SensorsConfig
 from firmware_bridge.messages import Rain
 from firmware_bridge.reader import FrameDecoder
 from firmware_bridge.scenario import RainStep, Scenario

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from agent.features.settings import StoreConfig
 from agent.sensors import gnss, seismic
-from agent.sensors.settings import SensorsConfig, StoreConfig
+from agent.sensors.settings import SensorsConfig
 
 
 def _all_fields_described(model: type[BaseModel]) -> list[str]:

@@ -9,9 +9,10 @@ import pytest
 
 from agent.features.aggregate import DAY_S, HOUR_S
 from agent.features.samples import Sample
+from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.sensors.pipeline import Pipeline
-from agent.sensors.settings import SensorsConfig, StoreConfig
+from agent.sensors.settings import SensorsConfig
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from agent.errors import RasterError
+from agent.features.lsi import compute_lsi
 from agent.features.raster_channels import (
     CHANNELS,
     LSI_INDEX,
@@ -14,7 +15,6 @@ from agent.features.raster_channels import (
     normalized_difference,
     refresh_lsi,
 )
-from agent.warning.lsi import compute_lsi
 
 
 def _static(h: int = 8, w: int = 9) -> dict[str, np.ndarray]:

@@ -16,17 +16,19 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from agent import replay_cli
 from agent.errors import CaptureError, ConfigError
-from agent.features import cli as features_cli
 from agent.features.aggregate import HOUR_S
-from agent.features.replay import load_sections, replay
+from agent.features.settings import StoreConfig
 from agent.features.site_series import read_site_series
 from agent.features.store import Store
+from agent.replay_cli import load_sections
 from agent.sensors.capture import CaptureWriter
 from agent.sensors.gnss import Reference
 from agent.sensors.gnss_sim import SimConfig, Trajectory, simulate
+from agent.sensors.replay import replay
 from agent.sensors.seismic import SeismicConfig, SeismicProcessor
-from agent.sensors.settings import SensorsConfig, StoreConfig
+from agent.sensors.settings import SensorsConfig
 from firmware_bridge.device_model import generate_frames
 from firmware_bridge.scenario import Scenario, scenario_from_dict
 
@@ -122,7 +124,7 @@ def test_replay_cli_summary_and_jsonl(capture: tuple[Path, list[float]], tmp_pat
     cfg = tmp_path / "agent.json"
     cfg.write_text(json.dumps(CONFIG))
     app = typer.Typer()
-    features_cli.register(app)
+    replay_cli.register(app)
     app.command("noop")(lambda: None)  # a second command keeps `replay` a sub-command
     out = tmp_path / "out.jsonl"
     store = tmp_path / "replayed.sqlite"

@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent))
 from test_report_support import demo_state
 
+from agent.config import StatePaths
 from agent.history import HISTORY_FILE, save_riskmap
 from agent.report.cli import register
-from agent.report.data import StatePaths, load_report_data
+from agent.report.data import load_report_data
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.config import StatePaths
 from agent.history import HistoryData, LevelRecord
-from agent.report.data import ReportData, StatePaths, derive_levels, load_report_data
+from agent.report.data import ReportData, derive_levels, load_report_data
 from agent.report.plots import level_lanes, plot_levels, render_all
 from agent.warning.settings import WarningSettings
 
@@ -65,8 +66,8 @@ def test_plots_without_data_render() -> None:
 
 def test_store_with_status_only(tmp_path: Path) -> None:
     """An empty (but real) store and a status file: the window ends at the status time."""
+    from agent.features.settings import StoreConfig
     from agent.features.store import Store
-    from agent.sensors.settings import StoreConfig
 
     Store(StoreConfig(path=tmp_path / "s.sqlite")).close()
     (tmp_path / "status.json").write_text('{"time": 1000000.0, "published_level": 1, "sources": {}}')

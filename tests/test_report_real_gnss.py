@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.config import StatePaths
 from agent.features.aggregate import COLUMNS, DAY_S, StepTable
+from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.report.cli import write_report
-from agent.report.data import StatePaths, load_report_data
-from agent.sensors.settings import StoreConfig
+from agent.report.data import load_report_data
 
 
 def _blkm_store(shared_data: Path, tmp_path: Path) -> tuple[StatePaths, np.ndarray, dict[str, np.ndarray]]:

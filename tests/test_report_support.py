@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agent.config import StatePaths
 from agent.history import (
     HISTORY_FILE,
     History,
@@ -31,7 +32,6 @@ from agent.history import (
     read_history,
     save_riskmap,
 )
-from agent.report.data import StatePaths
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import pytest
 from agent.errors import StoreError
 from agent.features.aggregate import DAY_S, HOUR_S, Expectations, aggregate_samples
 from agent.features.samples import Sample
+from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.features.store_db import SCHEMA_VERSION
-from agent.sensors.settings import StoreConfig
 
 T0 = 1_700_006_400.0  # 2023-11-15T00:00:00Z
 

@@ -11,9 +11,9 @@ import pytest
 from agent.errors import BundleSchemaError, FeatureWindowError
 from agent.features.aggregate import DAY_S, Expectations
 from agent.features.samples import Sample
+from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.features.windows import feature_window, lookback_steps, site_series
-from agent.sensors.settings import StoreConfig
 
 T0 = 1_700_006_400.0  # 2023-11-15T00:00:00Z
 DAYS = 45

@@ -12,10 +12,10 @@ import typer
 from typer.testing import CliRunner
 
 from agent.errors import TrainingError
-from export.cli import Groups
+from export.groups import Groups
 from export.raster.synthetic import write_scene_geotiff
 from export.raster.tiles import TileRecord, open_tileset
-from export.runs import load_run
+from export.run_loader import load_run
 from export.unet.cli import register
 from export.unet.data import blocked_split
 from export.unet.model import HybridConvBN

@@ -20,10 +20,9 @@ from pydantic import ValidationError
 sys.path.insert(0, str(Path(__file__).parent))
 from test_report_support import demo_state
 
+from agent.config import StatePaths, WebSettings
 from agent.errors import WebError
-from agent.report.data import StatePaths
 from agent.web.server import StatusApp, StatusServer, check_basic_auth
-from agent.web.settings import WebSettings
 
 PASSWORD = "s3cret-Pa55-word"
 CHROMIUM_FLAGS = (

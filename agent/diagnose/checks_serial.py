@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.diagnose.model import SILENCE_MARGIN, Context, Result, Status, failed, fmt_age, passed, warned
-from agent.diagnose.probe import PortProbe, port_access, probe_port
+from agent.diagnose.probe import PortProbe, open_fix, port_access, probe_port
 from agent.sensors.settings import SerialPortConfig
 
 FRAME_ERROR_WARN = 0.01  # fraction of frames failing CRC/structure
@@ -81,7 +81,11 @@ def _from_probe(ctx: Context, port: SerialPortConfig, name: str) -> Result:
     probe = get_probe(ctx, port)
     detail = probe.as_dict()
     if not probe.opened:
-        return failed(name, f"cannot open {port.path}: {probe.open_error}", "close the program holding it")
+        return failed(
+            name,
+            f"cannot open {port.path}: {probe.open_error}",
+            open_fix(port.name, port.path, probe.open_error),
+        )
     if probe.read_error and probe.bytes == 0:
         return failed(name, f"{port.path} failed while reading: {probe.read_error}", "replug the device")
     if probe.bytes == 0:

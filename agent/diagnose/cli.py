@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from agent.errors import LewsError
+from agent.diagnose.model import Context, Result
+from agent.errors import LewsError, UnknownCheckError
 
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("/etc/lews-agent/agent.toml")
@@ -27,10 +28,11 @@ def diagnose(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Overall time limit (s).")] = 120.0,
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Run only these checks (names/prefixes).")
+        list[str] | None,
+        typer.Option("--only", metavar="NAMES", help="Run only these checks (names/prefixes)."),
     ] = None,
     skip: Annotated[
-        list[str] | None, typer.Option("--skip", help="Skip these checks (names/prefixes).")
+        list[str] | None, typer.Option("--skip", metavar="NAMES", help="Skip these checks (names/prefixes).")
     ] = None,
     listen: Annotated[
         float | None,
@@ -44,18 +46,54 @@ def diagnose(
     bundle: Annotated[
         Path | None, typer.Option("--bundle", help="Also write a support archive (tar.gz) here.")
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print the checks' log lines after the table.")
+    ] = False,
+    selftest: Annotated[
+        bool,
+        typer.Option(
+            "--selftest", help="Also run `agent selftest` on the installed bundle (check inference.selftest)."
+        ),
+    ] = False,
 ) -> None:
-    """Check the gateway end to end; exit 0 all PASS, 1 worst WARN, 2 any FAIL."""
-    from agent.diagnose.run import diagnose_results, render_table, save_results
+    """Check the gateway end to end; exit 0 all PASS, 1 worst WARN, 2 any FAIL (or unknown check name)."""
+    from agent.diagnose.run import diagnose_results
+    from agent.logsetup import held_logs
 
-    results, ctx = diagnose_results(
-        config,
-        timeout=timeout,
-        only=_split(only),
-        skip=_split(skip),
-        listen_s=listen,
-        expect_daemon=expect_daemon,
-    )
+    if verbose:  # at least INFO, whatever LEWS_LOG_LEVEL says
+        root = logging.getLogger()
+        root.setLevel(min(root.level or logging.INFO, logging.INFO))
+    try:
+        with held_logs(replay=verbose):
+            results, ctx = diagnose_results(
+                config,
+                timeout=timeout,
+                only=_split(only),
+                skip=_split(skip),
+                listen_s=listen,
+                expect_daemon=expect_daemon,
+                selftest=selftest,
+            )
+            _report(results, ctx, config, bundle=bundle, as_json=as_json, only=only, skip=skip)
+    except UnknownCheckError as exc:
+        typer.echo(f"error: {exc.message}\n{exc.fix}", err=True)
+        raise typer.Exit(code=2) from None
+    worst = max((r.status for r in results), default=0)
+    raise typer.Exit(code=int(worst))
+
+
+def _report(
+    results: list[Result],
+    ctx: Context | None,
+    config: Path,
+    *,
+    bundle: Path | None,
+    as_json: bool,
+    only: list[str] | None,
+    skip: list[str] | None,
+) -> None:
+    from agent.diagnose.run import render_table, save_results
+
     doc: dict[str, object] = {"checks": [r.as_dict() for r in results]}
     if ctx is not None:
         save_results(ctx, {**doc, "only": _split(only), "skip": _split(skip)})
@@ -74,8 +112,6 @@ def diagnose(
         render_table(results)
         if bundle is not None:
             typer.echo(f"support archive: {doc['bundle']}")
-    worst = max((r.status for r in results), default=0)
-    raise typer.Exit(code=int(worst))
 
 
 def status(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,6 +185,47 @@ def probe_port(port: SerialPortConfig, cfg: SensorsConfig, listen_s: float) -> P
             log.debug("closing %s failed", port.path, exc_info=True)
     sink.close()
     return probe
+
+
+def is_terminal(path: str) -> bool:
+    """Whether ``path`` is a terminal device (a serial port, USB-serial adapter or pty)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return stat.S_ISCHR(os.stat(path).st_mode) if os.path.exists(path) else False
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
+
+
+def holders(path: str) -> list[str]:
+    """``"NAME (pid N)"`` of the processes that have ``path`` open (from /proc; best effort)."""
+    target = os.path.realpath(path)
+    found: list[str] = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.path.realpath(f"/proc/{pid}/fd/{fd}") == target for fd in fds):
+                with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
+                    found.append(f"{fh.read().strip()} (pid {pid})")
+        except OSError:
+            continue
+    return found
+
+
+def open_fix(port_name: str, path: str, error: str) -> str:
+    """What to do about a port that exists and is permitted but does not open (pure of the probe)."""
+    if not is_terminal(path):
+        return (
+            f"{path} is not a serial device: set sensors.ports '{port_name}' path to the receiver's or "
+            "bridge's port (a /dev/serial/by-id/ name)"
+        )
+    if "lock" in error.lower() or "busy" in error.lower():
+        others = [h for h in holders(path) if not h.endswith(f"(pid {os.getpid()})")]
+        who = ", ".join(others) if others else "another program"
+        return f"{who} holds {path}: stop it (agent diagnose reads ports only while the daemon is stopped)"
+    return f"check the device on {path} and its driver (dmesg); replug the adapter"
 
 
 def port_access(path: str) -> tuple[bool, bool, str]:

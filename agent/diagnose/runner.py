@@ -13,18 +13,29 @@ import time
 from collections.abc import Iterable, Sequence
 
 from agent.diagnose.model import Check, Context, Result, Status, failed
-from agent.errors import LewsError
+from agent.errors import LewsError, UnknownCheckError
 
 log = logging.getLogger(__name__)
 
 
 def select(checks: Sequence[Check], only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[Check]:
-    """Checks whose name equals or starts with one of ``only`` (all when empty), minus ``skip``."""
+    """Checks whose name equals or starts with one of ``only`` (all when empty), minus ``skip``.
+
+    A pattern that matches no check is an error listing the valid names: a typo must never turn into
+    a run of zero checks that exits 0 (a false green)."""
     only_l = [o.strip() for o in only if o.strip()]
     skip_l = [s.strip() for s in skip if s.strip()]
 
     def matches(name: str, patterns: list[str]) -> bool:
         return any(name.startswith(p) for p in patterns)
+
+    unknown = [p for p in [*only_l, *skip_l] if not any(c.name.startswith(p) for c in checks)]
+    if unknown:
+        names = ", ".join(c.name for c in checks)
+        raise UnknownCheckError(
+            f"no diagnose check is named (or starts with) {', '.join(repr(u) for u in unknown)}",
+            fix=f"use one of: {names}",
+        )
 
     out = [c for c in checks if not only_l or matches(c.name, only_l)]
     return [c for c in out if not matches(c.name, skip_l)]

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agent.features.samples import CHANNEL_AGGREGATES, Sample
-from agent.sensors.settings import SensorsConfig
 
 ChannelData = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
@@ -80,15 +79,6 @@ class Expectations:
     seismic_period_s: float = 60.0
     heartbeat_period_s: float = 10.0
     rain_max_gap_s: float = 300.0
-
-    @classmethod
-    def from_config(cls, cfg: SensorsConfig) -> Expectations:
-        return cls(
-            gnss_period_s=1.0 / cfg.gnss.epoch_rate_hz,
-            seismic_period_s=cfg.seismic.pgv_window_s,
-            heartbeat_period_s=cfg.device.heartbeat_period_s,
-            rain_max_gap_s=cfg.rain.max_gap_s,
-        )
 
     def period(self, key: str) -> float:
         return {

@@ -17,7 +17,7 @@ import numpy as np
 
 from agent.errors import RasterError
 from agent.features.channels import LSI_STACK, RAIN_CHANNELS, assemble, normalized_difference
-from agent.warning.lsi import LsiParams, LsiResult, compute_lsi
+from agent.features.lsi import LsiParams, LsiResult, compute_lsi
 
 CHANNELS: tuple[str, ...] = LSI_STACK  # the default stack; a model's meta may name another list
 STATIC_CHANNELS: tuple[str, ...] = CHANNELS[:6]

@@ -27,11 +27,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from agent.compat import UTC, fromisoformat
 from agent.errors import SiteSeriesError
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def parse_iso(text: str) -> float:
     """ISO 8601 UTC ('2017-01-15T00:00:00Z', '2017-01-15'); a time with another offset is an error."""
     s = text.strip()
     try:
-        d = datetime.fromisoformat(s)
+        d = fromisoformat(s)  # 3.10's datetime.fromisoformat does not read 'Z'
     except ValueError as exc:
         raise SiteSeriesError(
             f"time {text!r} is not ISO 8601", fix="write times as YYYY-MM-DDTHH:MM:SSZ (UTC)"

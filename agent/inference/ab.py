@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from agent.compat import UTC
 from agent.errors import ModelUpdateError
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class ABStore:
         state = {
             "slot": slot,
             "previous": current if current != slot else self.state().get("previous"),
-            "changed_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "changed_at": dt.datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "reason": reason,
         }
         path = self.root / STATE_FILE

@@ -133,6 +133,12 @@ class Variant:
     runtimes: tuple[str, ...]
     file: str
     golden_tolerance: dict[str, tuple[float, float]]  # output -> (atol, rtol)
+    golden_reference: str = "self"  # "self" or "fp32": whose golden outputs this variant must reproduce
+
+    @property
+    def golden_outputs_id(self) -> str:
+        """The variant id whose recorded golden outputs this variant is compared with."""
+        return "fp32" if self.golden_reference == "fp32" else self.id
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,7 @@ def model_entries(manifest: dict[str, Any]) -> list[ModelEntry]:
                 golden_tolerance={
                     k: (float(t["atol"]), float(t["rtol"])) for k, t in v["golden_tolerance"].items()
                 },
+                golden_reference=str(v.get("golden_reference", "self")),
             )
             for v in m["variants"]
         )

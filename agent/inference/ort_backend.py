@@ -27,9 +27,14 @@ def choose_providers(use_cuda: bool) -> list[str]:
 
 
 def make_session(path: Path, *, threads: int, providers: Sequence[str]) -> ort.InferenceSession:
+    """A session for a small, steady footprint: no CPU arena (it keeps the largest activations for
+    good) and no memory-pattern planning (with the arena off it allocates more, measured in
+    bench/bench_memory.py); the run time cost is within the noise of a shared machine."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, int(threads))
     opts.inter_op_num_threads = 1
+    opts.enable_cpu_mem_arena = False
+    opts.enable_mem_pattern = False
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     try:

@@ -179,17 +179,24 @@ def compare_outputs(
     return ratios
 
 
+def golden_reference(golden: GoldenVectors, variant: Variant, path: Path) -> dict[str, np.ndarray]:
+    """The golden outputs `variant` must reproduce: its own, or FP32's (INT8 bundles since issue 14)."""
+    want = golden.outputs.get(variant.golden_outputs_id)
+    if want is None:
+        raise GoldenMismatchError(
+            f"{path} has no golden outputs for variant {variant.golden_outputs_id!r} "
+            f"(reference of {variant.id!r})",
+            fix="rebuild the bundle",
+        )
+    return want
+
+
 def check_golden(
     backend: Backend, bundle_dir: Path, entry: ModelEntry, variant: Variant, *, scale: float = 1.0
 ) -> dict[str, float]:
     """Run the golden inputs through `backend`; raise GoldenMismatchError beyond tolerance."""
     golden = load_golden(bundle_dir, entry)
-    want = golden.outputs.get(variant.id)
-    if want is None:
-        raise GoldenMismatchError(
-            f"{Path(bundle_dir) / entry.golden_file} has no golden outputs for variant {variant.id!r}",
-            fix="rebuild the bundle",
-        )
+    want = golden_reference(golden, variant, Path(bundle_dir) / entry.golden_file)
     got = backend.run(entry.name, golden.inputs)
     ratios = compare_outputs(got, want, variant.golden_tolerance, scale=scale)
     worst = max(ratios.values())

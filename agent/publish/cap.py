@@ -11,8 +11,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from agent.compat import UTC
 from agent.errors import PublishError
 from agent.publish.payloads import LEVEL_NAMES
 from agent.publish.settings import CapSettings

@@ -1,20 +1,15 @@
 """The MQTT link: one paho-mqtt 2.x client (callback API v2) and a sender thread draining the outbox.
 
-- MQTT 5 by default; with ``protocol = "auto"`` a broker that answers CONNACK "unsupported protocol
-  version", or leaves an MQTT 5 CONNECT unanswered for ``connack_timeout_s`` on an open TCP
-  connection (seen with 3.1.1-only brokers that misparse the v5 will properties), makes the link
-  rebuild its client as MQTT 3.1.1 (counted, logged once). Once MQTT 5 has worked in a process, it
-  never falls back.
-- QoS 1. A message is published only while connected, at most ``inflight_window`` unacknowledged at a
-  time; its outbox row is deleted when paho reports the PUBACK (``on_publish`` with its mid).
-  paho itself retransmits unacknowledged messages after a reconnect, so the sender never re-publishes
-  a row that is already in flight; after a process restart every unacknowledged row is sent again
-  (same ``msg_id``: subscribers de-duplicate on it).
-- A JSON message that waited longer than ``historical_after_s`` is sent with ``historical: true``,
-  ``original_time`` and ``queued_s`` added.
-- TLS with verification on whenever a CA is configured; username/password from files or systemd
-  credentials; reconnect with exponential backoff (paho ``reconnect_delay_set``); subscriptions
-  are renewed in every ``on_connect``; birth status published on every connect, LWT set at connect.
+- MQTT 5 by default; ``protocol = "auto"`` falls back to 3.1.1 (once, logged) when the broker answers
+  CONNACK "unsupported protocol version" or leaves an MQTT 5 CONNECT unanswered for
+  ``connack_timeout_s`` (3.1.1-only brokers that misparse v5 will properties); never after v5 worked.
+- QoS 1, at most ``inflight_window`` unacknowledged; a row is deleted at its PUBACK. paho retransmits
+  in-flight messages after a reconnect; after a restart every unacknowledged row is sent again (same
+  ``msg_id``: subscribers de-duplicate). ``send_now`` publishes before the row exists (the wire alarm).
+- A JSON message that waited longer than ``historical_after_s`` gets ``historical: true``,
+  ``original_time`` and ``queued_s``. TLS verified whenever a CA is configured; credentials from files
+  or systemd credentials; exponential reconnect backoff; subscriptions renewed and the birth status
+  published in every ``on_connect``, LWT set at connect.
 """
 
 from __future__ import annotations
@@ -28,14 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.errors import OutboxError
-from agent.publish.outbox import Outbox, StoredMessage
+from agent.publish.outbox import OutboundMessage, Outbox, StoredMessage
 from agent.publish.settings import MqttSettings
-from agent.publish.transport import PAHO_LOG, configure_tls, load_password, mark_historical
+from agent.publish.transport import load_password, mark_historical, new_client, publish_properties
 
 log = logging.getLogger(__name__)
 UNSUPPORTED_PROTOCOL = (1, 0x84)  # CONNACK codes: 3.1.1 "unacceptable protocol", 5 "unsupported version"
@@ -63,7 +56,7 @@ class MqttLink:
         will: DirectMessage,
         birth: Callable[[], Sequence[DirectMessage]] = lambda: (),
         subscriptions: Sequence[str] = (),
-        on_message: Callable[[str, bytes], None] | None = None,
+        on_message: Callable[[str, bytes, bool], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -82,12 +75,11 @@ class MqttLink:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, sent at)
-        self._early_acks: dict[
-            int, int
-        ] = {}  # mid -> reason code value, PUBACK seen before mid was registered
+        self._early_acks: dict[int, int] = {}  # mid -> reason code: PUBACK before mid was registered
         self._acked_rows: list[int] = []
         self._direct_mids: set[int] = set()  # birth / final messages: not outbox rows
         self._held: dict[int, float] = {}  # row id -> retry after (broker refused it)
+        self._urgent: dict[str, int] = {}  # msg_id -> mid: sent by send_now, outbox row not adopted yet
         self._stop = threading.Event()
         self._v5_worked = False
         self._silent_since: float | None = None
@@ -97,22 +89,7 @@ class MqttLink:
 
     # --- construction -------------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        s = self.settings
-        v5 = self.protocol == mqtt.MQTTv5
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=self.protocol,
-            clean_session=None if v5 else True,
-        )
-        client.enable_logger(PAHO_LOG)
-        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
-        client.max_inflight_messages_set(s.inflight_window)
-        client.max_queued_messages_set(0)
-        if s.username is not None:
-            client.username_pw_set(s.username, self._password)
-        if s.tls.enabled:
-            configure_tls(client, s)
+        client = new_client(self.settings, self.client_id, self.protocol, self._password)
         client.will_set(self._will.topic, self._will.payload, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -185,6 +162,41 @@ class MqttLink:
                 self._direct_mids.add(info.mid)
         return True
 
+    def send_now(self, msg: OutboundMessage) -> bool:
+        """Publish ``msg`` at once from the calling thread, before its outbox row exists (the wire alarm).
+
+        The caller then commits the same message (same ``msg_id``) to the outbox and calls
+        :meth:`adopt` with its row id: the row is deleted at the PUBACK like any other and the sender
+        never publishes it a second time. Not connected: False, and the outbox row is sent as usual."""
+        if not self.connected.is_set():
+            return False
+        # outside the lock: paho calls on_publish holding its own mutex, which publish() takes too
+        info = self._client.publish(
+            msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, properties=self._props(msg)
+        )
+        with self._lock:  # a PUBACK faster than this lands in _early_acks; adopt() finds it there
+            self._urgent[msg.msg_id] = info.mid
+        self.outbox.note_sent()
+        self.counters["sent_before_commit"] += 1
+        return True
+
+    def adopt(self, row_id: int, msg_id: str) -> bool:
+        """The outbox row of a message :meth:`send_now` already published: track it as in flight."""
+        with self._wake:
+            return self._adopt_locked(row_id, msg_id, self._clock())
+
+    def _adopt_locked(self, row_id: int, msg_id: str, now: float) -> bool:
+        mid = self._urgent.pop(msg_id, None)
+        if mid is None:
+            return False
+        code = self._early_acks.pop(mid, None)
+        if code is not None:
+            self._settle(row_id, code)
+            self._wake.notify_all()
+        else:
+            self._inflight[mid] = (row_id, now)
+        return True
+
     def wake(self) -> None:
         """Tell the sender new messages are in the outbox."""
         with self._wake:
@@ -195,11 +207,8 @@ class MqttLink:
         code = int(getattr(rc, "value", rc))
         if code != 0:
             self.counters["connect_refused"] += 1
-            if (
-                self.settings.protocol == "auto"
-                and self.protocol == mqtt.MQTTv5
-                and code in UNSUPPORTED_PROTOCOL
-            ):
+            auto_v5 = self.settings.protocol == "auto" and self.protocol == mqtt.MQTTv5
+            if auto_v5 and code in UNSUPPORTED_PROTOCOL:
                 log.warning("MQTT broker refuses MQTT 5; falling back to 3.1.1")
                 self.counters["protocol_fallback"] += 1
                 threading.Thread(target=self._fallback_311, name="mqtt-fallback", daemon=True).start()
@@ -221,12 +230,8 @@ class MqttLink:
         self.wake()
 
     def _may_fall_back(self) -> bool:
-        return (
-            self.settings.protocol == "auto"
-            and self.protocol == mqtt.MQTTv5
-            and not self._v5_worked
-            and not self._fallback_started
-        )
+        auto_v5 = self.settings.protocol == "auto" and self.protocol == mqtt.MQTTv5
+        return auto_v5 and not self._v5_worked and not self._fallback_started
 
     def _start_fallback(self, why: str) -> None:
         self._fallback_started = True
@@ -255,6 +260,7 @@ class MqttLink:
             self._inflight.clear()
             self._early_acks.clear()
             self._direct_mids.clear()
+            self._urgent.clear()
         self.protocol = mqtt.MQTTv311
         self._client = self._make_client()
         self._connect_async()
@@ -270,14 +276,10 @@ class MqttLink:
             log.warning("MQTT disconnected (%s); messages queue in the outbox", rc)
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
-        self.counters["connect_failures"] += 1
-        if self.counters["connect_failures"] in (1, 10, 100) or self.counters["connect_failures"] % 1000 == 0:
-            log.warning(
-                "MQTT broker %s:%d unreachable (%d attempts so far); messages queue in the outbox",
-                self.settings.host,
-                self.settings.effective_port,
-                self.counters["connect_failures"],
-            )
+        n = self.counters["connect_failures"] = self.counters["connect_failures"] + 1
+        if n in (1, 10, 100) or n % 1000 == 0:
+            s = self.settings
+            log.warning("MQTT broker %s:%d unreachable (%d attempts so far)", s.host, s.effective_port, n)
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: Any, _props: Any) -> None:
         code = int(getattr(rc, "value", 0) or 0)
@@ -304,7 +306,7 @@ class MqttLink:
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         if self._on_message_cb is not None:
             try:
-                self._on_message_cb(message.topic, bytes(message.payload))
+                self._on_message_cb(message.topic, bytes(message.payload), bool(message.retain))
             except Exception:  # one bad inbound message must never stop the network thread
                 self.counters["inbound_handler_errors"] += 1
                 log.exception("handler for inbound MQTT message on %s failed", message.topic)
@@ -358,18 +360,21 @@ class MqttLink:
             self._publish(stored, now)
         return bool(batch)
 
+    def _props(self, msg: OutboundMessage) -> Properties | None:
+        return publish_properties(msg) if self.protocol == mqtt.MQTTv5 else None
+
     def _publish(self, stored: StoredMessage, now: float) -> None:
         msg = stored.message
+        with self._wake:
+            if self._adopt_locked(stored.id, msg.msg_id, now):
+                return  # already sent by send_now: its PUBACK settles this row
         marked = mark_historical(msg, now, self.settings.outbox.historical_after_s)
         if marked is not None:
             self.counters["historical"] += 1
         payload = msg.payload if marked is None else marked
-        props = None
-        if self.protocol == mqtt.MQTTv5:
-            props = Properties(PacketTypes.PUBLISH)
-            props.ContentType = msg.content_type
-            props.UserProperty = [("msg_id", msg.msg_id)]
-        info = self._client.publish(msg.topic, payload, qos=msg.qos, retain=msg.retain, properties=props)
+        info = self._client.publish(
+            msg.topic, payload, qos=msg.qos, retain=msg.retain, properties=self._props(msg)
+        )
         self.outbox.note_sent()
         with self._wake:
             code = self._early_acks.pop(info.mid, None)

@@ -6,10 +6,12 @@ A command is JSON (agent/schemas/command.schema.json)::
      "key_id": "ops1", "alg": "hmac-sha256" | "ed25519", "sig": "<hex>"}
 
 ``sig`` covers the canonical JSON of every other field (sorted keys, no spaces, UTF-8). The gateway
-accepts it only when: the key is configured and allowed to issue that command, the signature verifies,
-``ts`` is within ``max_skew_s`` of the gateway clock, the nonce was not seen within that window, and
-the key is within its rate limit. Every rejection is counted by reason and logged without the payload,
-signature or key.
+accepts it only when: it was sent live (a retained copy the broker stores and serves at every
+subscription is refused as a replay), the key is configured and allowed to issue that command, the
+signature verifies, ``ts`` is at most ``max_skew_s`` old and at most ``max_future_s`` ahead of the
+gateway clock, the nonce was never accepted before (persistent across restarts:
+agent/publish/nonces.py), and the key is within its rate limit. Every rejection is counted by reason
+and logged without the payload, signature or key.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import json
 import logging
 import math
 import secrets
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -33,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from agent.errors import CommandRejected, PublishError
 from agent.publish import schemas
 from agent.publish.credentials import Secret, read_secret
+from agent.publish.nonces import NonceStore
 from agent.publish.payloads import iso_z, parse_iso_z
 from agent.publish.settings import CommandKey, CommandSettings
 
@@ -150,12 +155,15 @@ class CommandVerifier:
         keys: Mapping[str, KeyEntry],
         *,
         max_skew_s: float = 120.0,
+        max_future_s: float = 10.0,
         rate_per_min: float = 6.0,
         burst: int = 3,
         clock: Callable[[], float] = time.time,
+        nonces: NonceStore | None = None,
     ) -> None:
+        """``nonces``: the persistent nonce store (None: one in memory, lost at restart)."""
         self.keys = dict(keys)
-        self.max_skew_s = max_skew_s
+        self.max_skew_s, self.max_future_s = max_skew_s, max_future_s
         self._clock = clock
         rate = rate_per_min / 60.0
         self._buckets = {k: TokenBucket(rate, burst, clock) for k in self.keys}
@@ -163,20 +171,35 @@ class CommandVerifier:
             rate * PREAUTH_FACTOR * max(1, len(self.keys)), burst * PREAUTH_FACTOR, clock
         )
         self._log_bucket = TokenBucket(10 / 60.0, 10, clock)
-        self._nonces: dict[str, float] = {}
+        self.nonces = nonces if nonces is not None else NonceStore(None, keep_s=2 * max_skew_s)
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
 
     @classmethod
-    def from_settings(cls, cfg: CommandSettings, clock: Callable[[], float] = time.time) -> CommandVerifier:
+    def from_settings(
+        cls,
+        cfg: CommandSettings,
+        clock: Callable[[], float] = time.time,
+        nonce_path: Path | None = None,
+    ) -> CommandVerifier:
+        """``nonce_path``: the SQLite file of seen nonces (None: in memory)."""
         keys = {k.key_id: load_key(k) for k in cfg.keys}
         return cls(
-            keys, max_skew_s=cfg.max_skew_s, rate_per_min=cfg.rate_per_min, burst=cfg.burst, clock=clock
+            keys,
+            max_skew_s=cfg.max_skew_s,
+            max_future_s=cfg.max_future_s,
+            rate_per_min=cfg.rate_per_min,
+            burst=cfg.burst,
+            clock=clock,
+            nonces=NonceStore(nonce_path, keep_s=2 * cfg.max_skew_s),
         )
 
-    def verify(self, name: str, payload: bytes) -> VerifiedCommand:
-        """The command, or CommandRejected (counted, logged without secrets)."""
+    def verify(self, name: str, payload: bytes, *, retained: bool = False) -> VerifiedCommand:
+        """The command, or CommandRejected (counted, logged without secrets). ``retained``: the broker
+        delivered a stored copy (MQTT retain flag), not a live message: always refused."""
         try:
+            if retained:
+                raise CommandRejected("replay", "retained command (a stored copy, not sent live)")
             cmd = self._verify(name, payload)
         except CommandRejected as exc:
             self.rejected[exc.reason] += 1
@@ -217,26 +240,32 @@ class CommandVerifier:
             ts = parse_iso_z(doc["ts"])
         except ValueError:
             raise CommandRejected("malformed", "ts is not an ISO-8601 UTC time") from None
-        if not math.isfinite(ts) or abs(now - ts) > self.max_skew_s:
+        if not math.isfinite(ts) or now - ts > self.max_skew_s:
             raise CommandRejected(
                 "stale", f"ts is {now - ts:+.0f} s from the gateway clock (max {self.max_skew_s:g})"
             )
-        self._prune(now)
-        nonce = f"{key.key_id}/{doc['nonce']}"
-        if nonce in self._nonces:
-            raise CommandRejected("replay", f"nonce already used by key {key.key_id}")
+        if ts - now > self.max_future_s:
+            raise CommandRejected(
+                "future", f"ts is {ts - now:.0f} s ahead of the gateway clock (max {self.max_future_s:g})"
+            )
+        why = self.nonces.seen(key.key_id, doc["nonce"], ts)
+        if why is not None:
+            raise CommandRejected("replay", why)
         if not self._buckets[key.key_id].take():
             raise CommandRejected("rate_limited", f"key {key.key_id} is over its rate limit")
-        self._nonces[nonce] = ts + self.max_skew_s
+        try:
+            added = self.nonces.record(key.key_id, doc["nonce"], ts, now)
+        except sqlite3.Error as exc:  # fail closed: a nonce not recorded could be replayed later
+            raise CommandRejected("nonce_store", f"the nonce could not be recorded ({exc})") from None
+        if not added:
+            raise CommandRejected("replay", f"nonce already used by key {key.key_id}")
         return VerifiedCommand(name, dict(doc["args"]), key.key_id, doc["nonce"], ts)
 
-    def _prune(self, now: float) -> None:
-        expired = [n for n, until in self._nonces.items() if until < now - 1.0]
-        for n in expired:
-            del self._nonces[n]
-
     def counters(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "rejected": dict(self.rejected), "nonces_held": len(self._nonces)}
+        return {"accepted": self.accepted, "rejected": dict(self.rejected), "nonces_held": self.nonces.held()}
+
+    def close(self) -> None:
+        self.nonces.close()
 
 
 def _signature_ok(key: KeyEntry, doc: Mapping[str, Any]) -> bool:

@@ -1,7 +1,8 @@
 """Secrets for the broker and command keys, from files or systemd credentials; never logged.
 
-systemd: ``LoadCredential=mqtt-password:/etc/lews-agent/mqtt-password`` in the unit makes the file
-readable as ``$CREDENTIALS_DIRECTORY/mqtt-password`` by the service only.
+systemd: ``LoadCredential=mqtt-password:/etc/lews-agent/credentials/mqtt-password`` in the unit makes the
+file readable as ``$CREDENTIALS_DIRECTORY/mqtt-password`` by the service only; the unit's
+``SetCredential=mqtt-password:\n`` fallback (file missing) reads as empty here, refused by name.
 """
 
 from __future__ import annotations
@@ -75,5 +76,12 @@ def read_secret(
         )
     value = data.rstrip(b"\r\n")
     if not value:
+        if credential is not None:
+            raise PublishError(
+                f"{what}: systemd credential {credential!r} is empty (the unit's SetCredential= fallback: "
+                "the file LoadCredential= names is missing)",
+                fix="install the file the unit's LoadCredential= names (mode 0600), or drop the "
+                "credential from the config if the broker needs no password",
+            )
         raise PublishError(f"{what} file {path} is empty", fix="put the value on the first line of the file")
     return Secret(value)

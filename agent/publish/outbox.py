@@ -225,7 +225,12 @@ class Outbox:
         if not id_list:
             return 0
         with self._lock:
+            relaxed = self.synchronous != "NORMAL"
             try:
+                # a lost delete only re-sends a message (same msg_id): no fsync of its own; the next
+                # FULL commit (any enqueue) makes it durable with the WAL
+                if relaxed:
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("BEGIN IMMEDIATE")
                 deleted = 0
                 for start in range(0, len(id_list), 500):
@@ -239,6 +244,9 @@ class Outbox:
                     f"outbox {self.path} could not delete acknowledged messages: {exc}",
                     fix="free disk space; the messages will be re-sent (duplicates carry the same msg_id)",
                 ) from exc
+            finally:
+                if relaxed:
+                    self._conn.execute(f"PRAGMA synchronous={self.synchronous}")
             self._depth -= deleted
             self.counters["acked"] += deleted
             return deleted

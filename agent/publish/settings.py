@@ -105,7 +105,14 @@ class CommandSettings(_Section):
         default=120.0,
         gt=0,
         le=3600,
-        description="Commands whose ts is further than this from the gateway clock are refused.",
+        description="Commands whose ts is older than this (gateway clock) are refused (stale).",
+    )
+    max_future_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="Commands whose ts is more than this ahead of the gateway clock are refused (future): "
+        "a command signed for later cannot be held back and replayed in the freshness window.",
     )
     rate_per_min: float = Field(
         default=6.0, gt=0, description="Sustained accepted commands per minute per key."

@@ -10,6 +10,9 @@ import ssl
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from agent.errors import PublishError
 from agent.publish.credentials import read_secret
@@ -104,3 +107,33 @@ def mark_historical(msg: OutboundMessage, now: float, after_s: float) -> bytes |
 
 def _s(path: Any) -> str | None:
     return None if path is None else str(path)
+
+
+def new_client(
+    settings: MqttSettings, client_id: str, protocol: mqtt.MQTTProtocolVersion, password: str | None
+) -> mqtt.Client:
+    """A paho 2.x client (callback API v2) with the link's reconnect, window, credentials and TLS."""
+    v5 = protocol == mqtt.MQTTv5
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=protocol,
+        clean_session=None if v5 else True,
+    )
+    client.enable_logger(PAHO_LOG)
+    client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+    client.max_inflight_messages_set(settings.inflight_window)
+    client.max_queued_messages_set(0)
+    if settings.username is not None:
+        client.username_pw_set(settings.username, password)
+    if settings.tls.enabled:
+        configure_tls(client, settings)
+    return client
+
+
+def publish_properties(msg: OutboundMessage) -> Properties:
+    """MQTT 5 PUBLISH properties of an outbox message: content type and its msg_id."""
+    props = Properties(PacketTypes.PUBLISH)
+    props.ContentType = msg.content_type
+    props.UserProperty = [("msg_id", msg.msg_id)]
+    return props

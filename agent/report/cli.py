@@ -12,7 +12,7 @@ import typer
 from agent.errors import LewsError, ReportError
 
 if TYPE_CHECKING:  # imported lazily at run time to keep `agent --help` fast
-    from agent.report.data import StatePaths
+    from agent.config import StatePaths
     from agent.warning.settings import WarningSettings
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,7 @@ def resolve(
     config: Path | None, state_dir: Path | None, store: Path | None
 ) -> tuple[StatePaths, WarningSettings, str]:
     """Paths, warning thresholds and site name from --config (or the defaults) and the overrides."""
-    from agent.config import AgentConfig, load_config
-    from agent.report.data import StatePaths
+    from agent.config import AgentConfig, StatePaths, load_config
 
     cfg = load_config(config) if config is not None else AgentConfig()
     paths = StatePaths.from_config(cfg)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.config import AgentConfig
+from agent.config import StatePaths
 from agent.errors import ReportError
 from agent.features.aggregate import DAY_S, HOUR_S, StepTable, steps_from_rows
 from agent.history import (
@@ -40,16 +40,6 @@ STATUS_FILE = "status.json"
 DIAGNOSE_FILE = "diagnose.json"
 # wire.state value -> the level the wire source stands for (0 intact, 1 tripped, 2 open, 3 short).
 WIRE_STATE_LEVEL = {0: 0, 1: 3, 2: 1, 3: 1}
-
-
-@dataclass(frozen=True)
-class StatePaths:
-    state_dir: Path
-    store: Path
-
-    @classmethod
-    def from_config(cls, cfg: AgentConfig) -> StatePaths:
-        return cls(state_dir=Path(cfg.daemon.state_dir), store=Path(cfg.store.path))
 
 
 @dataclass

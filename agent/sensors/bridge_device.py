@@ -9,15 +9,17 @@ every anomaly. The rain rule is a pure function (:func:`rain_step`); docs/firmwa
 * HEARTBEAT -> ``device.supply_v`` and ``device.temp_c``.
 * SEISMIC -> :class:`SeismicBlock` (raw counts, UTC of the first sample, gap before it) for the seismic
   processor; no samples directly.
+
+A bridge port's one ingest path, live and in replay, is :class:`agent.sensors.decoders.BridgeDecoder`:
+frame decoder -> this device -> seismic processor, built from the configuration (``mm_per_tip``,
+``max_mm_per_h``, ``max_skew_s``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,7 +36,6 @@ from firmware_bridge.messages import (
     Wire,
     WireState,
 )
-from firmware_bridge.reader import FrameDecoder
 
 log = logging.getLogger(__name__)
 
@@ -224,12 +225,13 @@ class BridgeDevice:
         self._clock_seen = True
         self.clock_skew_s = device_time_ms / 1000.0 - t if device_time_ms else None
 
-    def clock_ok(self, max_skew_s: float = 2.0) -> bool | None:
-        """False if the device clock is unset or off by more than ``max_skew_s`` (send SET_CLOCK);
-        None until a RAIN frame has shown the clock."""
+    def clock_ok(self, max_skew_s: float | None = None) -> bool | None:
+        """False if the device clock is unset or off by more than ``max_skew_s`` (default: the configured
+        ``sensors.device.max_skew_s``; send SET_CLOCK); None until a RAIN frame has shown the clock."""
         if not self._clock_seen:
             return None
-        return self.clock_skew_s is not None and abs(self.clock_skew_s) <= max_skew_s
+        limit = self.max_skew_s if max_skew_s is None else max_skew_s
+        return self.clock_skew_s is not None and abs(self.clock_skew_s) <= limit
 
     def _rain(self, boot_id: int, msg: Rain, t: float) -> BridgeOutput:
         c = self.counters
@@ -317,43 +319,3 @@ class BridgeDevice:
             log.warning("%s: implausible heartbeat %.3f V %.2f degC, not passed on", self.name, volts, temp)
             return BridgeOutput()
         return BridgeOutput(samples=(Sample(t, "device.supply_v", volts), Sample(t, "device.temp_c", temp)))
-
-
-class BridgeIngest:
-    """Bytes of one bridge port -> frames -> outputs: the path the daemon (live) and replay share.
-
-    ``on_frame`` sees every accepted frame first (e.g. ``CommandClient.on_frame`` for ACK/NACK).
-    """
-
-    def __init__(
-        self,
-        device: BridgeDevice | None = None,
-        *,
-        name: str = "bridge",
-        on_frame: Callable[[Frame], object] | None = None,
-    ) -> None:
-        self.decoder = FrameDecoder(name=name)
-        self.device = device if device is not None else BridgeDevice(name=name)
-        self.on_frame = on_frame
-
-    def feed(self, t: float, data: bytes) -> list[BridgeOutput]:
-        """Bytes read at UTC ``t``; returns the outputs of the frames they completed."""
-        outputs = []
-        for frame in self.decoder.decode(data):
-            if self.on_frame is not None:
-                self.on_frame(frame)
-            out = self.device.handle(frame, t)
-            if out.samples or out.seismic is not None:
-                outputs.append(out)
-        return outputs
-
-    def summary(self) -> dict[str, Any]:
-        """Counts for `agent inspect --json` and diagnostics: messages by type, errors, bytes, details."""
-        reader = self.decoder.counters
-        return {
-            "messages": dict(sorted(reader.by_type.items())),
-            "errors": reader.error_total(),
-            "bytes": reader.bytes_in,
-            "reader": reader.as_dict(),
-            "device": asdict(self.device.counters),
-        }

@@ -24,10 +24,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from agent.compat import UTC
 from agent.errors import CaptureError
 
 log = logging.getLogger(__name__)

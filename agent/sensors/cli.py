@@ -2,7 +2,9 @@
 
 FILE may be a receiver log (raw UBX / NMEA bytes, optionally .gz), a raw firmware-bridge byte
 stream, a ``.cap`` port file or a capture directory written by the agent (agent/sensors/capture.py).
-Garbage is summarised (errors counted), never a traceback; exit 0 whenever FILE could be read.
+Garbage is summarised (errors counted), never a traceback. Exit 0 when FILE held receiver or bridge
+messages, 1 when it could be read but nothing in it was recognised (a RINEX file, /dev/null, the wrong
+file), 2 when it could not be read.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import math
 import zlib
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agent.compat import UTC
 from agent.errors import CaptureError, ConfigError, LewsError
 from agent.sensors.gnss import GATE_PRESETS, Reference
 from agent.sensors.gnss_inspect import detect_format, quiet, summarize_gnss
@@ -150,6 +154,13 @@ def inspect_path(path: Path, fmt: str, **gnss_kw: Any) -> dict[str, Any]:
     return out
 
 
+TIME_KEYS = ("t_first", "t_last")
+
+
+def iso_utc(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _fmt(v: Any, digits: int = 1) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.{digits}f}"
@@ -180,7 +191,8 @@ def render(summary: dict[str, Any], console: Console) -> None:
         for key in ("epochs", "sequence", "seismic", "wire_states", "read"):
             if port.get(key):
                 for k, v in port[key].items():
-                    facts.add_row(f"{key}.{k}", _fmt(v))
+                    shown = iso_utc(v) if k in TIME_KEYS and isinstance(v, (int, float)) else _fmt(v)
+                    facts.add_row(f"{key}.{k}", shown)
         sol = port.get("solution")
         if sol:
             facts.add_row("solution reference", _fmt(sol["reference"], 7))
@@ -232,10 +244,19 @@ def inspect_cmd(
     except LewsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    recognised = sum(int(n) for n in summary["messages"].values())
     if as_json:
         typer.echo(json.dumps(_nan_to_none(summary), default=str, allow_nan=False))
     else:
         render(summary, Console())
+    if recognised == 0:
+        typer.echo(
+            f"error: recognised no receiver (UBX/NMEA) or bridge messages in {file} "
+            f"({summary['bytes']} bytes read)\nfix: pass a raw receiver log (.ubx/.log, optionally .gz), "
+            "a bridge byte stream or an agent capture; a RINEX or text file is not a receiver log",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def _nan_to_none(obj: Any) -> Any:

@@ -13,8 +13,10 @@ from typing import Any, Protocol
 
 from agent.errors import ConfigError
 from agent.features.samples import Sample
+from agent.sensors.bridge_device import BridgeDevice, RainState
 from agent.sensors.seismic import SeismicConfig, SeismicProcessor
 from agent.sensors.settings import SensorsConfig, SerialPortConfig
+from firmware_bridge.reader import FrameDecoder
 
 
 class PortDecoder(Protocol):
@@ -56,12 +58,13 @@ class GnssDecoder:
 
 
 class BridgeDecoder:
-    """Site microcontroller (firmware_bridge): rain, wire, heartbeat samples; SEISMIC blocks -> seismic."""
+    """Site microcontroller (firmware_bridge): rain, wire, heartbeat samples; SEISMIC blocks -> seismic.
+
+    The one path of a bridge port's bytes, shared by the live port threads and by replay of a capture
+    (both through :meth:`agent.sensors.pipeline.Pipeline.ingest`); rain depth per tip, the plausible
+    rain rate and the clock skew limit come from the configuration."""
 
     def __init__(self, cfg: SensorsConfig, name: str) -> None:
-        from agent.sensors.bridge_device import BridgeDevice
-        from firmware_bridge.reader import FrameDecoder
-
         self.frames = FrameDecoder(name=name)
         self.device = BridgeDevice(
             mm_per_tip=cfg.rain.mm_per_tip,
@@ -94,8 +97,6 @@ class BridgeDecoder:
     def restore(self, values: dict[str, int]) -> None:
         """Resume from :meth:`state` saved by a previous run, so the first frame after a restart counts
         the rain that fell while the gateway was down instead of being only a baseline."""
-        from agent.sensors.bridge_device import RainState
-
         self.device.rain_state = RainState(**{k: int(v) for k, v in values.items()})
 
     def counters(self) -> dict[str, Any]:

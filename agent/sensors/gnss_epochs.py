@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent.compat import UTC
+
 NAN = math.nan
 CARRIER_NONE, CARRIER_FLOAT, CARRIER_FIXED = 0, 1, 2
 CARRIER_NAMES = {"none": CARRIER_NONE, "float": CARRIER_FLOAT, "fixed": CARRIER_FIXED}
@@ -45,7 +47,7 @@ GNS_MODE: dict[str, tuple[int, int]] = {
     "M": (0, CARRIER_NONE),
     "S": (0, CARRIER_NONE),
 }
-GPS_EPOCH = dt.datetime(1980, 1, 6, tzinfo=dt.UTC)
+GPS_EPOCH = dt.datetime(1980, 1, 6, tzinfo=UTC)
 # GPS - UTC in seconds from each date on (IERS bulletins); used to date NAV-SOL (GPS week + iTOW).
 _LEAP_DATES = (
     "1981-07-01 1982-07-01 1983-07-01 1985-07-01 1988-01-01 1990-01-01 1991-01-01 1992-07-01 1993-07-01 "
@@ -86,7 +88,7 @@ def _num(value: Any) -> float:
 
 
 def _utc(date: dt.date, tod: dt.time) -> float:
-    return dt.datetime.combine(date, tod, tzinfo=dt.UTC).timestamp()
+    return dt.datetime.combine(date, tod, tzinfo=UTC).timestamp()
 
 
 def _tod_s(tod: dt.time) -> float:
@@ -113,7 +115,7 @@ class TimeContext:
         if date is None:
             if self.clock is None:
                 return None
-            now = dt.datetime.fromtimestamp(self.clock(), tz=dt.UTC)
+            now = dt.datetime.fromtimestamp(self.clock(), tz=UTC)
             date, ref_tod = now.date(), _tod_s(now.time())
         diff = _tod_s(tod) - ref_tod
         if diff > 43200:
@@ -132,7 +134,7 @@ def _ubx_pvt_time(msg: Any) -> float | None:
     if not (getattr(msg, "validDate", False) and getattr(msg, "validTime", False)):
         return None
     try:
-        base = dt.datetime(msg.year, msg.month, msg.day, msg.hour, msg.min, msg.second, tzinfo=dt.UTC)
+        base = dt.datetime(msg.year, msg.month, msg.day, msg.hour, msg.min, msg.second, tzinfo=UTC)
     except (TypeError, ValueError):
         return None
     return base.timestamp() + float(msg.nano) * 1e-9
@@ -143,9 +145,7 @@ def epoch_from_nav_pvt(msg: Any, ctx: TimeContext) -> Epoch | None:
     if t is None:
         return None
     ctx.itow_offset_s = t - float(msg.iTOW) / 1000.0
-    ctx.set_date(
-        dt.datetime.fromtimestamp(t, tz=dt.UTC).date(), dt.datetime.fromtimestamp(t, tz=dt.UTC).time()
-    )
+    ctx.set_date(dt.datetime.fromtimestamp(t, tz=UTC).date(), dt.datetime.fromtimestamp(t, tz=UTC).time())
     return Epoch(
         t=t,
         source="NAV-PVT",
@@ -220,46 +220,32 @@ def epoch_from_nav_sol(msg: Any) -> Epoch | None:
     )
 
 
-def _nmea_position(msg: Any) -> tuple[float, float, float]:
-    lat, lon = _num(msg.lat), _num(msg.lon)
-    alt, sep = _num(msg.alt), _num(msg.sep)
-    return lat, lon, alt + (0.0 if math.isnan(sep) else sep)
+def _nmea_epoch(msg: Any, t: float, source: str, fix: tuple[int, int]) -> Epoch:
+    """An epoch from the fields GGA and GNS share; ``fix`` is (fix type, carrier) from the sentence."""
+    fix_type, carrier = fix
+    sep = _num(msg.sep)
+    return Epoch(
+        t=t,
+        source=source,
+        fix_type=fix_type,
+        carrier=carrier,
+        fix_ok=fix_type > 0,
+        num_sv=_num(msg.numSV),
+        hdop=_num(msg.HDOP),
+        lat=_num(msg.lat),
+        lon=_num(msg.lon),
+        h_m=_num(msg.alt) + (0.0 if math.isnan(sep) else sep),
+    )
 
 
 def epoch_from_gga(msg: Any, t: float) -> Epoch:
     quality = int(_num(msg.quality)) if not math.isnan(_num(msg.quality)) else 0
-    fix_type, carrier = GGA_QUALITY.get(quality, (0, CARRIER_NONE))
-    lat, lon, h = _nmea_position(msg)
-    return Epoch(
-        t=t,
-        source="GGA",
-        fix_type=fix_type,
-        carrier=carrier,
-        fix_ok=fix_type > 0,
-        num_sv=_num(msg.numSV),
-        hdop=_num(msg.HDOP),
-        lat=lat,
-        lon=lon,
-        h_m=h,
-    )
+    return _nmea_epoch(msg, t, "GGA", GGA_QUALITY.get(quality, (0, CARRIER_NONE)))
 
 
 def epoch_from_gns(msg: Any, t: float) -> Epoch:
     modes = [GNS_MODE.get(c, (0, CARRIER_NONE)) for c in str(msg.posMode or "N")]
-    fix_type, carrier = max(modes, key=lambda fc: (fc[1], fc[0]))
-    lat, lon, h = _nmea_position(msg)
-    return Epoch(
-        t=t,
-        source="GNS",
-        fix_type=fix_type,
-        carrier=carrier,
-        fix_ok=fix_type > 0,
-        num_sv=_num(msg.numSV),
-        hdop=_num(msg.HDOP),
-        lat=lat,
-        lon=lon,
-        h_m=h,
-    )
+    return _nmea_epoch(msg, t, "GNS", max(modes, key=lambda fc: (fc[1], fc[0])))
 
 
 @dataclass

@@ -29,6 +29,7 @@ import typer
 from pynmeagps import NMEAMessage
 from pyubx2 import GET, UBXMessage
 
+from agent.compat import UTC
 from agent.errors import ConfigError
 from agent.sensors.gnss import Reference
 from agent.sensors.gnss_epochs import CARRIER_FIXED, CARRIER_FLOAT, CARRIER_NONE, GPS_EPOCH
@@ -116,7 +117,7 @@ def quality_at(segments: Sequence[QualitySegment], t_s: float) -> QualitySegment
 
 
 def _nav_pvt(t: float, lat: float, lon: float, h_m: float, q: QualitySegment) -> bytes:
-    utc = dt.datetime.fromtimestamp(t, tz=dt.UTC)
+    utc = dt.datetime.fromtimestamp(t, tz=UTC)
     itow = _itow(t)
     whole = utc.replace(microsecond=0)
     msg = UBXMessage(
@@ -131,7 +132,7 @@ def _nav_pvt(t: float, lat: float, lon: float, h_m: float, q: QualitySegment) ->
 
 
 def _itow(t: float) -> int:
-    utc = dt.datetime.fromtimestamp(t, tz=dt.UTC)
+    utc = dt.datetime.fromtimestamp(t, tz=UTC)
     return round((((utc - GPS_EPOCH).total_seconds() + LEAP_S) % 604800) * 1000)
 
 
@@ -172,7 +173,7 @@ def _relposned(t: float, rel_enu_mm: np.ndarray, q: QualitySegment) -> bytes:
 
 def _nmea(kind: str, t: float, lat: float, lon: float, h_m: float, q: QualitySegment) -> bytes:
     """RMC (the date) followed by GGA or GNS."""
-    utc = dt.datetime.fromtimestamp(t, tz=dt.UTC)
+    utc = dt.datetime.fromtimestamp(t, tz=UTC)
     quality = GGA_QUALITY_OF.get(q.carrier, 1) if q.fix_type in (3, 4) else 0
     rmc = NMEAMessage(
         "GN", "RMC", GET, time=utc.time(), status="A" if quality else "V", lat=lat, lon=lon,

@@ -66,6 +66,16 @@ class QueueSubscriber:
                     self.dropped += 1
 
 
+def expectations(cfg: SensorsConfig) -> Expectations:
+    """What a complete step contains, from the sensors' configured sample periods."""
+    return Expectations(
+        gnss_period_s=1.0 / cfg.gnss.epoch_rate_hz,
+        seismic_period_s=cfg.seismic.pgv_window_s,
+        heartbeat_period_s=cfg.device.heartbeat_period_s,
+        rain_max_gap_s=cfg.rain.max_gap_s,
+    )
+
+
 class Pipeline:
     """Everything between the serial ports and the store. ``start()`` opens the ports; ``stop()`` ends."""
 
@@ -88,7 +98,7 @@ class Pipeline:
         self.store = store
         self.clock = clock
         self.raw_sink = raw_sink
-        self.expect = Expectations.from_config(cfg)
+        self.expect = expectations(cfg)
         self.steps_every_s = steps_every_s
         self.daily_every_s = daily_every_s
         self.hourly = hourly

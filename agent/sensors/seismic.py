@@ -6,6 +6,7 @@ so feeding a recording in any block sizes gives the same samples as one call. A 
 index (or a rate change, or an index that went backwards after a reboot) closes the open event and
 windows, resets filters and warm-up, and is counted.
 
+Filters are numpy (agent.sensors.dsp: scipy's Butterworth design and sosfilt, no scipy import).
 Definitions follow obspy (obspy itself is a test dependency only): the characteristic function is
 obspy's ``recursive_sta_lta`` (sta = a x^2 + (1 - a) sta, a = 1/nsta; same for lta, lta starts at the
 smallest float, the first sample of a segment is skipped, cf = 0 for the first ``nlta`` samples), and
@@ -21,10 +22,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import signal
 
 from agent.errors import ConfigError
 from agent.features.samples import Sample
+from agent.sensors.dsp import SosFilter, butter_sos, first_order_sos
 
 log = logging.getLogger(__name__)
 TINY = float(np.finfo(np.float64).tiny)  # obspy's initial LTA (avoids 0/0)
@@ -92,8 +93,8 @@ def band_sos(band_hz: tuple[float, float], rate_hz: float, corners: int) -> np.n
             fix="lower the band or raise the geophone sample rate",
         )
     if high - 1.0 > -1e-6:
-        return np.asarray(signal.butter(corners, low, btype="highpass", output="sos"))
-    return np.asarray(signal.butter(corners, [low, high], btype="bandpass", output="sos"))
+        return butter_sos(corners, low, "highpass")
+    return butter_sos(corners, (low, high), "bandpass")
 
 
 def recursive_sta_lta(x: np.ndarray, nsta: int, nlta: int) -> np.ndarray:
@@ -104,7 +105,7 @@ def recursive_sta_lta(x: np.ndarray, nsta: int, nlta: int) -> np.ndarray:
 
 @dataclass
 class StaLtaState:
-    """Recursive STA/LTA over a stream, state carried between blocks (vectorised with lfilter)."""
+    """Recursive STA/LTA over a stream, state carried between blocks (first-order IIR, agent.sensors.dsp)."""
 
     nsta: int
     nlta: int
@@ -112,6 +113,12 @@ class StaLtaState:
     n: int = 0  # samples seen in this segment
     sta: float = 0.0
     lta: float = TINY
+    _sta_f: SosFilter = field(init=False, repr=False)
+    _lta_f: SosFilter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._sta_f = SosFilter(first_order_sos(1.0 / self.nsta))
+        self._lta_f = SosFilter(first_order_sos(1.0 / self.nlta))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         cf = np.zeros(len(x))
@@ -121,8 +128,10 @@ class StaLtaState:
             start = 1  # obspy starts the recursion at the second sample
         if len(x) > start:
             cs, cl = 1.0 / self.nsta, 1.0 / self.nlta
-            sta, _ = signal.lfilter([cs], [1.0, cs - 1.0], sq[start:], zi=[(1.0 - cs) * self.sta])
-            lta, _ = signal.lfilter([cl], [1.0, cl - 1.0], sq[start:], zi=[(1.0 - cl) * self.lta])
+            self._sta_f.zi[0, 0] = (1.0 - cs) * self.sta
+            self._lta_f.zi[0, 0] = (1.0 - cl) * self.lta
+            sta = self._sta_f.filter(sq[start:])
+            lta = self._lta_f.filter(sq[start:])
             cf[start:] = sta / lta
             self.sta, self.lta = float(sta[-1]), float(lta[-1])
         warm = (self.nlta if self.warmup < 0 else self.warmup) - self.n
@@ -155,10 +164,8 @@ class _Segment:
     index_origin: int  # sample index and time of the segment's first sample: sample times derive from it
     t_origin: float
     next_index: int
-    sos: np.ndarray
-    zi: np.ndarray
-    pgv_sos: np.ndarray | None
-    pgv_zi: np.ndarray | None
+    band: SosFilter
+    pgv: SosFilter | None
     stalta: StaLtaState
     n: int = 0
     on_index: int | None = None
@@ -264,19 +271,14 @@ class SeismicProcessor:
             index_origin=first_index,
             t_origin=t0,
             next_index=first_index,
-            sos=sos,
-            zi=np.zeros((sos.shape[0], 2)),
-            pgv_sos=pgv_sos,
-            pgv_zi=None if pgv_sos is None else np.zeros((pgv_sos.shape[0], 2)),
+            band=SosFilter(sos),
+            pgv=None if pgv_sos is None else SosFilter(pgv_sos),
             stalta=StaLtaState(nsta, nlta, warm),
         )
 
     def _process(self, seg: _Segment, first_index: int, v: np.ndarray) -> list[Sample]:
-        y, seg.zi = signal.sosfilt(seg.sos, v, zi=seg.zi)
-        if seg.pgv_sos is not None:
-            pv, seg.pgv_zi = signal.sosfilt(seg.pgv_sos, v, zi=seg.pgv_zi)
-        else:
-            pv = y
+        y = seg.band.filter(v)
+        pv = seg.pgv.filter(v) if seg.pgv is not None else y
         cf = seg.stalta.run(y)
         n0 = seg.n
         out = self._triggers(seg, first_index, cf, np.abs(y))

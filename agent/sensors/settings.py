@@ -1,8 +1,8 @@
-"""Configuration sections of the sensing side: serial ports, GNSS, rain, seismic, store and capture.
+"""Configuration sections of the sensing side: serial ports, GNSS, rain, seismic and capture.
 
-The root ``agent/config.py`` composes :class:`SensorsConfig` and :class:`StoreConfig` into the agent's
-configuration file. Every model forbids unknown keys (a typo in a field name is an error, not a silent
-default) and every field says what it means.
+The root ``agent/config.py`` composes :class:`SensorsConfig` into the agent's configuration file (the
+store's section is ``agent/features/settings.py``). Every model forbids unknown keys (a typo in a field
+name is an error, not a silent default) and every field says what it means.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ class SerialPortConfig(_Section):
         "(the site microcontroller: rain, seismic, wire alarm, heartbeat).",
     )
     enabled: bool = Field(default=True, description="Disabled ports are neither opened nor replayed.")
+    station: str | None = Field(
+        default=None,
+        description="Station id of what speaks on the port (e.g. the GNSS monument 'URB1'); named in alerts.",
+        max_length=64,
+    )
 
 
 class GnssReferenceConfig(_Section):
@@ -184,7 +189,7 @@ class DeviceConfig(_Section):
         default=2.0,
         gt=0,
         description="Seismic block timing may differ this much from the receive time before it is "
-        "re-anchored to the receive time (counted).",
+        "re-anchored to the receive time (counted); a device clock off by more is reported as not ok.",
     )
 
 
@@ -195,39 +200,6 @@ class CaptureConfig(_Section):
     dir: Path = Field(
         default=Path("/var/lib/lews-agent/capture"),
         description="Directory the capture files go to (one file per port).",
-    )
-
-
-class StoreConfig(_Section):
-    """The SQLite time-series store."""
-
-    path: Path = Field(default=Path("/var/lib/lews-agent/store.sqlite"), description="SQLite database file.")
-    retention_days: float = Field(
-        default=90.0,
-        gt=0,
-        description="Raw samples older than this are deleted; derived steps are kept for ever.",
-    )
-    wal: bool = Field(default=True, description="Journal in WAL mode (readers never block the writer).")
-    synchronous: Literal["NORMAL", "FULL"] = Field(
-        default="NORMAL",
-        description="SQLite synchronous level. NORMAL in WAL mode never corrupts the file on power loss "
-        "but may lose the last commits; see docs/store-and-pipeline.md.",
-    )
-    batch_max: int = Field(default=2000, gt=0, description="Most samples per write transaction.")
-    flush_interval_s: float = Field(
-        default=0.5, gt=0, description="Longest time a sample waits in memory before it is committed."
-    )
-    max_backlog: int = Field(
-        default=200_000,
-        gt=0,
-        description="Samples held in memory while the disk refuses writes; beyond it new samples are "
-        "dropped and counted.",
-    )
-    max_size_mb: float | None = Field(
-        default=None,
-        gt=0,
-        description="Cap on the store file (MiB); writes beyond it are refused like a full disk, so the "
-        "store cannot eat the space the outbox needs. None: no cap.",
     )
 
 

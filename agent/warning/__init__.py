@@ -4,5 +4,5 @@ Entry point for the daemon: ``agent.warning.engine.WarningEngine(settings, site)
 Modules: inputs (snapshot types), levels (Level, SourceLevel, grading), settings ([warning] section),
 rules (wire, forecast, seismic, spatial), kinematics (velocity, Fukuzono inverse velocity), rainfall
 (ID threshold, rain events/summary), disagreement, events (lifecycle events, explanations), state
-(persistent JSON state), engine. ``lsi`` (Landslide Risk Index) is a separate part.
+(persistent JSON state), engine. The Landslide Risk Index lives in ``agent.features.lsi``.
 """

@@ -11,9 +11,10 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from agent.compat import UTC
 from agent.errors import AlertStateError
 from agent.warning.disagreement import Disagreement, find_disagreement
 from agent.warning.events import AlertEvent, EventKind, Explanation, order_sources, summarize

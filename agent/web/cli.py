@@ -30,9 +30,9 @@ def status_page(
     """Serve the local status page and /metrics until Ctrl-C / SIGTERM."""
     from pydantic import ValidationError
 
+    from agent.config import WebSettings
     from agent.report.cli import resolve
     from agent.web.server import StatusApp, StatusServer
-    from agent.web.settings import WebSettings
 
     try:
         paths, warning, site = resolve(config, state_dir, store)

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from textwrap import shorten
 from typing import Any
 
+from agent.config import WebSettings
 from agent.report.html import CSS, esc, figures, iso, level_badge, published_level, sources_table
-from agent.web.settings import WebSettings
 
 STALE_STATUS_S = 60.0  # the daemon rewrites status.json after every evaluation (seconds apart)
 DIAG_COLOURS = {"PASS": "#2e7d32", "WARN": "#f9a825", "FAIL": "#c62828"}

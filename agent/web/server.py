@@ -24,15 +24,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from agent.config import StatePaths, WebSettings
 from agent.errors import LewsError, WebError
 from agent.history import LevelRecord, level_since
 from agent.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from agent.metrics import exposition, make_registry, update_from_status
-from agent.report.data import DIAGNOSE_FILE, STATUS_FILE, StatePaths, load_report_data, read_status
+from agent.report.data import DIAGNOSE_FILE, STATUS_FILE, load_report_data, read_status
 from agent.report.html import published_level
 from agent.warning.settings import WarningSettings
 from agent.web.pages import diagnose_page, status_page
-from agent.web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import SiteSeriesError
-from agent.features.site_series import to_iso
+from agent.features.site_series import SiteSeries, clean_ranges, to_iso, validate
 
 log = logging.getLogger(__name__)
 _SPLIT = re.compile(r"[\t,;]|\s+")
@@ -26,6 +26,17 @@ def read_lines(path: Path) -> list[str]:
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
     return text.splitlines()
+
+
+def read_csv_table(path: Path, required: tuple[str, ...], *, fix: str) -> tuple[list[str], list[list[str]]]:
+    """Header and stripped cells of a comma-separated table; a missing required column is a
+    SiteSeriesError naming it (``fix`` says which files the importer expects)."""
+    lines = [ln for ln in read_lines(path) if ln.strip()]
+    head = [c.strip() for c in lines[0].split(",")] if lines else []
+    missing = [c for c in required if c not in head]
+    if missing:
+        raise SiteSeriesError(f"{path}: column(s) {missing} missing from header {head}", fix=fix)
+    return head, [[c.strip() for c in ln.split(",")] for ln in lines[1:]]
 
 
 def split_cells(line: str, sep: str | None = None) -> list[str]:
@@ -79,3 +90,19 @@ def day_index(times: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Index into ``grid`` (sorted step starts) of the step holding each time; -1 when outside."""
     idx = np.searchsorted(grid, times, side="right") - 1
     return np.where((idx >= 0) & (times >= grid[0]), idx, -1)
+
+
+def step_rain(sums: np.ndarray, counts: np.ndarray, repairs: dict[str, int]) -> np.ndarray:
+    """Rain per step from the summed records; a step without any record is NaN (``rain_missing_steps``)."""
+    if (counts == 0).any():
+        repairs["rain_missing_steps"] = int((counts == 0).sum())
+    return np.where(counts > 0, sums, np.nan)
+
+
+def checked_series(
+    grid: np.ndarray, cols: dict[str, np.ndarray], repairs: dict[str, int], meta: dict[str, str]
+) -> SiteSeries:
+    """The imported site series with out-of-range values cleaned (counted in ``repairs``), validated."""
+    series = SiteSeries(grid, clean_ranges(cols, repairs), meta, repairs)
+    validate(series)
+    return series

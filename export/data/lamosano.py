@@ -15,20 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import SiteSeriesError
-from agent.features.site_series import SiteSeries, clean_ranges, regularize, validate
-from export.data.common import parse_float, read_lines, sort_and_merge
+from agent.features.site_series import SiteSeries, regularize
+from export.data.common import checked_series, parse_float, read_csv_table, sort_and_merge, step_rain
 
 
 def _rows(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[list[str]]]:
-    lines = [ln for ln in read_lines(path) if ln.strip()]
-    head = [c.strip() for c in lines[0].split(",")] if lines else []
-    missing = [c for c in required if c not in head]
-    if missing:
-        raise SiteSeriesError(
-            f"{path}: column(s) {missing} missing from header {head}",
-            fix="use H_lamo.csv and rain_hourly.csv of lamosano-italy (see its SOURCES.md)",
-        )
-    return head, [[c.strip() for c in ln.split(",")] for ln in lines[1:]]
+    return read_csv_table(
+        path, required, fix="use H_lamo.csv and rain_hourly.csv of lamosano-italy (see its SOURCES.md)"
+    )
 
 
 def _time(text: str, fmt: str, where: str) -> float:
@@ -55,9 +49,7 @@ def import_lamosano(displacement_csv: Path, rain_csv: Path) -> SiteSeries:
     ok = (k > 0) & (k < grid.size) & np.isfinite(rv)
     sums = np.bincount(k[ok], weights=rv[ok], minlength=grid.size)
     counts = np.bincount(k[ok], minlength=grid.size)
-    cols["rain_mm"] = np.where(counts > 0, sums, np.nan)
-    if (counts == 0).any():
-        repairs["rain_missing_steps"] = int((counts == 0).sum())
+    cols["rain_mm"] = step_rain(sums, counts, repairs)
     for c in ("disp_e_mm", "disp_n_mm", "disp_u_mm"):
         cols[c] = np.full(grid.size, np.nan)
     meta = {
@@ -67,6 +59,4 @@ def import_lamosano(displacement_csv: Path, rain_csv: Path) -> SiteSeries:
         "source": f"Nava et al. 2023 sample data {Path(displacement_csv).name} + {Path(rain_csv).name}",
         "synthetic": "false",
     }
-    series = SiteSeries(grid, clean_ranges(cols, repairs), meta, repairs)
-    validate(series)
-    return series
+    return checked_series(grid, cols, repairs, meta)

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import SiteSeriesError
-from agent.features.site_series import SiteSeries, clean_ranges, regularize, validate
-from export.data.common import day_index, parse_float, read_lines, sort_and_merge, split_cells
+from agent.features.site_series import SiteSeries, regularize
+from export.data.common import checked_series, day_index, parse_float, read_lines, sort_and_merge, split_cells
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,6 @@ def import_pbo(
         + (f"; groundwater {Path(groundwater_csv).name} daily mean Depth(m)" if groundwater_csv else ""),
         "synthetic": "false",
     }
-    series = SiteSeries(grid, clean_ranges(cols, repairs), meta, repairs)
-    validate(series)
+    series = checked_series(grid, cols, repairs, meta)
     log.info("imported %s: %d days, repairs %s", station, len(series), repairs)
     return series

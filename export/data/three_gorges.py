@@ -17,23 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import SiteSeriesError
-from agent.features.site_series import SiteSeries, clean_ranges, regularize, validate
-from export.data.common import parse_float, read_lines, sort_and_merge
+from agent.features.site_series import SiteSeries, regularize
+from export.data.common import checked_series, parse_float, read_csv_table, sort_and_merge, step_rain
 
 REQUIRED_DISP = ("month", "site", "point", "dX_mm", "dY_mm")
 REQUIRED_RAIN = ("date", "site", "rain_mm")
 
 
 def _table(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[list[str]]]:
-    lines = [ln for ln in read_lines(path) if ln.strip()]
-    head = [c.strip() for c in lines[0].split(",")] if lines else []
-    missing = [c for c in required if c not in head]
-    if missing:
-        raise SiteSeriesError(
-            f"{path}: column(s) {missing} missing from header {head}",
-            fix="use the derived/ tables of three-gorges-baishuihe-bazimen (see its SOURCES.md)",
-        )
-    return head, [[c.strip() for c in ln.split(",")] for ln in lines[1:]]
+    return read_csv_table(
+        path, required, fix="use the derived/ tables of three-gorges-baishuihe-bazimen (see its SOURCES.md)"
+    )
 
 
 def _month(text: str, where: str) -> float:
@@ -73,9 +67,7 @@ def import_three_gorges(displacement_csv: Path, rain_csv: Path, point: str) -> S
             if np.isfinite(val):
                 sums[k] += val
                 counts[k] += 1
-    cols["rain_mm"] = np.where(counts > 0, sums, np.nan)
-    if (counts == 0).any():
-        repairs["rain_missing_steps"] = int((counts == 0).sum())
+    cols["rain_mm"] = step_rain(sums, counts, repairs)
     meta = {
         "site": site,
         "station": point,
@@ -83,6 +75,4 @@ def import_three_gorges(displacement_csv: Path, rain_csv: Path, point: str) -> S
         "source": f"Three Gorges {Path(displacement_csv).name} + {Path(rain_csv).name} (dX->north, dY->east)",
         "synthetic": "false",
     }
-    series = SiteSeries(grid, clean_ranges(cols, repairs), meta, repairs)
-    validate(series)
-    return series
+    return checked_series(grid, cols, repairs, meta)

@@ -15,19 +15,9 @@ from rich.table import Table
 
 from agent.errors import LewsError
 from agent.features.site_series import parse_iso, write_site_series
-from export.cli import Groups
+from export.groups import Groups
 
 err_console = Console(stderr=True)
-TABLE_COLUMNS = (
-    "mae_mm",
-    "rmse_mm",
-    "precision",
-    "recall",
-    "f1",
-    "f2",
-    "interval_coverage",
-    "interval_nominal",
-)
 
 
 def _fail(exc: LewsError) -> None:
@@ -162,6 +152,16 @@ def train_displacement_cmd(
     test_from: str | None = typer.Option(
         None, "--test-from", help="split every station at this UTC date (YYYY-MM-DD) instead of by fraction"
     ),
+    horizons: str = typer.Option("1,3,7", "--horizons", help="forecast horizons in steps, e.g. 1,3,7"),
+    alarm_k: int = typer.Option(7, "--alarm-k", min=1, help="warning target: K of the K-step velocity"),
+    alarm_velocity: float | None = typer.Option(
+        None,
+        "--alarm-velocity",
+        help="warning target: alarm rate V (mm/step) for every station; default derived per station",
+    ),
+    export_model: str | None = typer.Option(
+        None, "--export-model", help="bundle this model instead of the one the calibration rule chooses"
+    ),
 ) -> None:
     """Train the multi-task CNN, a single-task CNN, gradient boosting, persistence and moving average on
     the chronological first part of each series; the calibration tail of that part sets the intervals."""
@@ -182,24 +182,67 @@ def train_displacement_cmd(
                 epochs=epochs,
                 window=window,
                 gbr_estimators=gbr_estimators,
+                horizons=_horizons(horizons),
+                alarm_k=alarm_k,
+                alarm_velocity=alarm_velocity,
+                export_model=export_model,
                 task=task,
             )
     except LewsError as exc:
         _fail(exc)
         return
     typer.echo(
-        f"wrote {out}: windows {run['windows']}, features {run['meta']['feature_names']}, "
+        f"wrote {out}: chosen model {run['export_model']}, horizons {run['meta']['horizons_steps']}, "
+        f"windows {run['windows']}, features {run['meta']['feature_names']}, "
         f"{run['timings_s']['total']} s"
     )
 
 
+def _horizons(text: str) -> list[int]:
+    try:
+        hs = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"--horizons {text!r}: give whole steps, e.g. 1,3,7") from None
+    if not hs or hs[0] < 1:
+        raise typer.BadParameter(f"--horizons {text!r}: give positive whole steps, e.g. 1,3,7")
+    return hs
+
+
+def _f(v: Any, fmt: str = ".3f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
 def _table(result: dict[str, Any]) -> Table:
-    tab = Table(title=f"test part: {result['test_steps']} steps, threshold {result['threshold_mm']:.3f} mm")
+    hs = [str(h) for h in result.get("horizons_steps", [1])]
+    tab = Table(
+        title=f"test part: {result['test_steps']} windows; "
+        f"noise sigma {_f(result.get('noise_sigma_mm'))} mm; "
+        f"episodes per split {result.get('episodes_per_split')}; chosen model {result.get('chosen_model')}"
+    )
     tab.add_column("model")
-    for c in TABLE_COLUMNS:
+    for h in hs:
+        for c in ("MAE", "skill/MA", "cov"):
+            tab.add_column(f"{c} h{h}", justify="right")
+    for c in ("episodes", "caught", "FA days/yr", "F2"):
         tab.add_column(c, justify="right")
     for name, m in result["models"].items():
-        tab.add_row(name, *("-" if m.get(c) is None else f"{m[c]:.3f}" for c in TABLE_COLUMNS))
+        hz = m.get("horizons", {})
+        cells = []
+        for h in hs:
+            s = hz.get(h, {})
+            cells += [
+                _f(s.get("mae_mm")),
+                _f(s.get("skill_vs_moving_average"), "+.3f"),
+                _f(s.get("coverage"), ".2f"),
+            ]
+        w = m.get("warning", {})
+        cells += [
+            str(w.get("episodes", "-")),
+            str(w.get("episodes_caught", "-")),
+            _f(w.get("false_alarm_days_per_year"), ".1f"),
+            _f(w.get("f2")) + ("" if w.get("headline") else " (<5 ep.)"),
+        ]
+        tab.add_row(name, *cells)
     return tab
 
 

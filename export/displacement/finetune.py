@@ -12,7 +12,9 @@ Models written to the new RUN_DIR:
 - ``source_only``: the source multi-task CNN unchanged;
 - ``scratch``: the same architecture trained from random weights on the same few steps
   (up to stage-1 + stage-2 epochs at lr 3e-3, the same early stopping);
-- ``persistence`` and ``moving_average``.
+- ``persistence``, ``moving_average``, ``linear_trend`` and the kinematic rules.
+The target's warning settings (V, K) and noise are derived from its own ``steps`` steps (V is kept
+when the source run was given one).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from typing import Any
 
 from agent.errors import TrainingError
 from agent.features import displacement as fd
+from agent.features.forecast_dist import horizons_of
 from agent.features.site_series import read_site_series
-from export.displacement import store
-from export.displacement.dataset import CAL_FRACTION, station_windows
-from export.displacement.pipeline import TaskFactory, calibrate, no_progress, per_epoch, source_entry
+from export.displacement import references, store
+from export.displacement.calibration import calibrate
+from export.displacement.dataset import CAL_FRACTION, station_warning, station_windows
+from export.displacement.pipeline import TaskFactory, no_progress, per_epoch, source_entry, timeline
 from export.displacement.train import fit_cnn, split_validation, train_cnn
 
 log = logging.getLogger(__name__)
@@ -77,16 +81,30 @@ def finetune_run(
     projection = fd.fit_projection(series, steps)
     meta["projection"] = projection
     meta["station_projections"] = {series.station: projection}
+    src_warning = meta["warning"]
+    warning, noise = station_warning(
+        series,
+        projection,
+        steps,
+        horizons_of(meta),
+        int(src_warning["k_steps"]),
+        None
+        if str(src_warning.get("velocity_source", "")).startswith("derived")
+        else float(src_warning["velocity_mm_per_step"]),
+    )
+    meta["warning"] = warning
+    meta["station_warnings"] = {series.station: warning}
+    meta["noise"] = {series.station: noise}
     counts: dict[str, int] = {}
     bounds = (int(steps * (1.0 - CAL_FRACTION)), steps)
-    fit, cal, test = station_windows(series, 0, meta, projection, bounds, counts)
+    fit, cal, test = station_windows(series, 0, meta, projection, bounds, counts, warning)
     if len(fit) < 2 or len(cal) < 1 or len(test) < 1:
         raise TrainingError(
             f"{series.station}: {len(fit)} fine-tune, {len(cal)} calibration, {len(test)} test windows "
             "with data",
             fix="give more --steps (or a series with fewer gaps at its start)",
         )
-    spec = src["models"][src.get("export_model", "multitask")]
+    spec = src["models"]["multitask"]
     source_model = store.load_cnn(source_dir, spec["file"], src["arch"])
     thresholds = list(meta["thresholds_mm"])
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +115,7 @@ def finetune_run(
         "aux": True,
     }
     # two-stage fine-tuning, keeping the source target scaling
-    mean, std = (float(v) for v in spec.get("target_scale", (0.0, 1.0)))
+    mean, std = spec.get("target_scale", (0.0, 1.0))
     tuned = copy.deepcopy(source_model)
     tuned.unfold_target_scaling(mean, std)
     tune_part, held = split_validation(fit)
@@ -152,9 +170,9 @@ def finetune_run(
         "aux": True,
         "target_scale": list(scale),
     }
-    models["persistence"] = {"type": "persistence"}
-    models["moving_average"] = {"type": "moving_average"}
-    store.save_parts(out, {"fit": fit, "cal": cal, "test": test})
+    for name in (*references.CLOSED_FORM, *references.RULES):
+        models[name] = {"type": name}
+    store.save_parts(out, {"fit": fit, "cal": cal, "test": test}, timeline([series], meta))
     run: dict[str, Any] = {
         "kind": "displacement",
         "mode": "finetune",
@@ -170,7 +188,6 @@ def finetune_run(
         "arch": src["arch"],
         "meta": meta,
         "models": models,
-        "export_model": "multitask",
         "windows": {"fit": len(fit), "cal": len(cal), "test": len(test)},
         "dropped_windows": counts,
     }

@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import TrainingError
 from agent.features.site_series import SiteSeries, read_site_series, to_iso
 from export.displacement import references, store
-from export.displacement.dataset import DEFAULT_WINDOW, Part, prepare
-from export.displacement.metrics import best_probability_cutoff, conformal_half_width
-from export.displacement.train import DEFAULT_EPOCHS, arch_for, predict_cnn, train_cnn
+from export.displacement.calibration import calibrate, predict_model
+from export.displacement.dataset import DEFAULT_ALARM_K, DEFAULT_HORIZONS, DEFAULT_WINDOW, prepare
+from export.displacement.train import DEFAULT_EPOCHS, arch_for, train_cnn
+
+__all__ = ["calibrate", "predict_model", "source_entry", "timeline", "train_run"]
 
 log = logging.getLogger(__name__)
 
@@ -46,52 +47,18 @@ def source_entry(path: Path, series: SiteSeries) -> dict[str, Any]:
     }
 
 
-def predict_model(
-    run_dir: Path, run: dict[str, Any], name: str, part: Part
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predictions (mm) of one model of the run on a part; exceedance probabilities for CNNs."""
-    spec = run["models"][name]
-    kind = spec["type"]
-    meta = run["meta"]
-    if kind == "cnn":
-        pred, prob = predict_cnn(store.load_cnn(run_dir, spec["file"], run["arch"]), part.x)
-        return pred, prob
-    if kind == "gbr":
-        return references.predict_gbr(store.load_pickle(run_dir, spec["file"]), part.x), None
-    if kind == "persistence":
-        return references.persistence(part.x, meta), None
-    if kind == "moving_average":
-        return references.moving_average(part.x, meta), None
-    raise TrainingError(
-        f"{run_dir}/run.json: model {name!r} has unknown type {kind!r}",
-        fix="re-run the training with this version of agent-export",
-    )
+def timeline(series: Sequence[SiteSeries], meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Per step of every station: time, station index and the warning event (for episode scoring)."""
+    from export.displacement.dataset import event_labels
 
-
-def primary_index(meta: dict[str, Any]) -> int:
-    """Index of the primary warning threshold among ``thresholds_mm`` (the exceedance-head column)."""
-    thresholds = np.asarray(meta["thresholds_mm"], dtype=np.float64)
-    return int(np.argmin(np.abs(thresholds - float(meta["primary_threshold_mm"]))))
-
-
-def calibrate(run_dir: Path, run: dict[str, Any], cal: Part) -> None:
-    """On the calibration part: every model's split-conformal half-width (``conformal_half_width_mm``) and
-    each multi-task CNN's F2-best cutoff on P(exceed primary threshold) (``exceed_prob_cutoff``); both
-    are stored in ``run``, and the exported model's in ``run["meta"]``."""
-    meta = run["meta"]
-    nominal = float(meta["conformal_nominal"])
-    j = primary_index(meta)
-    halves, cutoffs = {}, {}
-    for name, spec in run["models"].items():
-        pred, prob = predict_model(run_dir, run, name, cal)
-        halves[name] = conformal_half_width(np.abs(pred - cal.y), nominal)
-        if prob is not None and spec.get("aux", False):
-            cutoffs[name] = best_probability_cutoff(cal.y, prob[:, j], float(meta["primary_threshold_mm"]))
-    run["conformal_half_width_mm"] = halves
-    run["exceed_prob_cutoff"] = cutoffs
-    export_name = run.get("export_model", "multitask")
-    meta["conformal_half_width_mm"] = halves[export_name]
-    meta["exceed_prob_cutoff"] = cutoffs.get(export_name, 0.5)
+    ts, st, ev = [], [], []
+    for i, s in enumerate(series):
+        w = meta["station_warnings"].get(s.station, meta["warning"])
+        e, _ = event_labels(s, meta["station_projections"].get(s.station, meta["projection"]), w, [1])
+        ts.append(s.times)
+        st.append(np.full(len(s), i, dtype=np.int64))
+        ev.append(e.astype(np.int8))
+    return {"tl_t": np.concatenate(ts), "tl_station": np.concatenate(st), "tl_event": np.concatenate(ev)}
 
 
 def train_run(
@@ -104,11 +71,23 @@ def train_run(
     epochs: int = DEFAULT_EPOCHS,
     window: int = DEFAULT_WINDOW,
     gbr_estimators: int = 150,
+    horizons: Sequence[int] = DEFAULT_HORIZONS,
+    alarm_k: int = DEFAULT_ALARM_K,
+    alarm_velocity: float | None = None,
+    export_model: str | None = None,
     task: TaskFactory = no_progress,
 ) -> dict[str, Any]:
     t0 = time.monotonic()
     series = [read_site_series(p) for p in site_csvs]
-    prep = prepare(series, train_fraction=train_fraction, window=window, test_from=test_from)
+    prep = prepare(
+        series,
+        train_fraction=train_fraction,
+        window=window,
+        test_from=test_from,
+        horizons=horizons,
+        alarm_k=alarm_k,
+        alarm_velocity=alarm_velocity,
+    )
     meta = prep.meta
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,9 +124,9 @@ def train_run(
     adv(1)
     models["gbr"] = {"type": "gbr", "file": store.save_pickle(out, "gbr.pkl", gbr)}
     timings["gbr"] = round(time.monotonic() - t, 2)
-    models["persistence"] = {"type": "persistence"}
-    models["moving_average"] = {"type": "moving_average"}
-    store.save_parts(out, {"fit": prep.fit, "cal": prep.cal, "test": prep.test})
+    for name in (*references.CLOSED_FORM, *references.RULES):
+        models[name] = {"type": name}
+    store.save_parts(out, {"fit": prep.fit, "cal": prep.cal, "test": prep.test}, timeline(series, prep.meta))
     run: dict[str, Any] = {
         "kind": "displacement",
         "mode": "train",
@@ -161,7 +140,7 @@ def train_run(
         "arch": arch_for(meta).to_dict(),
         "meta": meta,
         "models": models,
-        "export_model": "multitask",
+        "export_model_override": export_model,
         "windows": {"fit": len(prep.fit), "cal": len(prep.cal), "test": len(prep.test)},
         "dropped_windows": prep.counts,
         "timings_s": timings,

@@ -1,47 +1,146 @@
-"""Reference models, trained and evaluated on the same windows as the CNN.
+"""Reference models and rules, evaluated on the same windows as the CNNs. Every forecast is (N, H): the
+cumulative displacement over each horizon h (steps).
 
-- ``persistence``: next-step displacement = the last observed velocity (the last window step; a
-  missing last velocity falls back to the training mean velocity through the normalisation);
-- ``moving_average``: the mean velocity over the window's observed steps;
-- ``gbr``: scikit-learn GradientBoostingRegressor on the flattened normalised window.
+- ``persistence``: h x the last observed velocity (a missing last velocity is the training mean);
+- ``moving_average``: h x the mean velocity over the window;
+- ``linear_trend``: h x the least-squares slope of the window's positions (cumulated velocities);
+- ``gbr``: one scikit-learn GradientBoostingRegressor per horizon on the flattened normalised window;
+- rules (warnings only, no displacement forecast), the engine's kinematic rules on the window:
+  ``velocity_threshold`` warns when the 3-step velocity at the origin exceeds the alarm rate V;
+  ``inverse_velocity`` (Fukuzono) fits 1/v of the 3-step smoothed velocity over the last 7 steps and
+  warns when the line reaches 1/V within the warning horizon (or v > V already).
+
+The closed-form references are also ``torch`` modules (``ReferenceModule``) so that a bundle can carry
+one as a tiny ONNX graph when it is the chosen model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.ensemble import GradientBoostingRegressor
+from torch import nn
 
-VELOCITY = "velocity_mm"
+from agent.features.forecast_dist import VELOCITY, horizons_of, window_velocity
 
-
-def _velocity(x: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
-    j = list(meta["feature_names"]).index(VELOCITY)
-    return np.asarray(x[:, j, :], dtype=np.float64) * float(meta["norm_std"][j]) + float(meta["norm_mean"][j])
-
-
-def persistence(x: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
-    return _velocity(x, meta)[:, -1]
+CLOSED_FORM = ("persistence", "moving_average", "linear_trend")
+RULES = ("velocity_threshold", "inverse_velocity")
+RULE_SMOOTH = 3
+RULE_FIT = 7
 
 
-def moving_average(x: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
-    return _velocity(x, meta).mean(axis=1)
+def _weights(kind: str, w: int) -> np.ndarray:
+    """Per-step weights (W,) so that velocity estimate = sum(weights * window velocities)."""
+    if kind == "persistence":
+        out = np.zeros(w)
+        out[-1] = 1.0
+        return out
+    if kind == "moving_average":
+        return np.full(w, 1.0 / w)
+    if kind == "linear_trend":
+        # LS slope of positions p_j = sum_{i<=j} v_i over j = 0..W-1: slope = sum_j c_j p_j,
+        # c_j = (j - jbar) / sum (j - jbar)^2; as weights on v_i: sum_{j>=i} c_j
+        j = np.arange(w, dtype=np.float64)
+        c = (j - j.mean()) / np.sum((j - j.mean()) ** 2)
+        return np.ascontiguousarray(np.cumsum(c[::-1])[::-1])
+    raise ValueError(f"unknown reference {kind!r}")
 
 
-def fit_gbr(x: np.ndarray, y: np.ndarray, seed: int, n_estimators: int = 150) -> GradientBoostingRegressor:
-    model = GradientBoostingRegressor(
-        n_estimators=n_estimators,
-        max_depth=3,
-        learning_rate=0.05,
-        subsample=0.8,
-        loss="huber",
-        random_state=seed,
-    )
-    model.fit(x.reshape(x.shape[0], -1), y)
-    return model
+def closed_form(kind: str, x: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
+    v = window_velocity(x, meta)
+    rate = v @ _weights(kind, v.shape[1])
+    return rate[:, None] * np.asarray(horizons_of(meta), dtype=np.float64)[None, :]
 
 
-def predict_gbr(model: GradientBoostingRegressor, x: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(x.reshape(x.shape[0], -1)), dtype=np.float64)
+class ReferenceModule(nn.Module):
+    """A closed-form reference as a graph: window (N, F, W) -> displacement_mm (N, H)."""
+
+    std: torch.Tensor
+    mean: torch.Tensor
+    weights: torch.Tensor
+    horizons: torch.Tensor
+
+    def __init__(self, kind: str, meta: Mapping[str, Any]) -> None:
+        super().__init__()
+        j = list(meta["feature_names"]).index(VELOCITY)
+        w = int(meta["window"])
+        self.j = j
+        self.register_buffer("std", torch.tensor(float(meta["norm_std"][j])))
+        self.register_buffer("mean", torch.tensor(float(meta["norm_mean"][j])))
+        self.register_buffer("weights", torch.tensor(_weights(kind, w), dtype=torch.float32)[:, None])
+        self.register_buffer("horizons", torch.tensor([float(h) for h in horizons_of(meta)])[None, :])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = x[:, self.j, :] * self.std + self.mean
+        return (v @ self.weights) * self.horizons
+
+
+def fit_gbr(
+    x: np.ndarray, y: np.ndarray, seed: int, n_estimators: int = 150
+) -> list[GradientBoostingRegressor | None]:
+    """One model per horizon (column of y), each on the windows where that target exists."""
+    flat = x.reshape(x.shape[0], -1)
+    y2 = y.reshape(y.shape[0], -1)
+    models: list[GradientBoostingRegressor | None] = []
+    for col in y2.T:
+        ok = np.isfinite(col)
+        if ok.sum() < 10:
+            models.append(None)
+            continue
+        m = GradientBoostingRegressor(
+            n_estimators=n_estimators,
+            max_depth=3,
+            learning_rate=0.05,
+            subsample=0.8,
+            loss="huber",
+            random_state=seed,
+        )
+        m.fit(flat[ok], col[ok])
+        models.append(m)
+    return models
+
+
+def predict_gbr(models: Any, x: np.ndarray) -> np.ndarray:
+    flat = x.reshape(x.shape[0], -1)
+    ms = models if isinstance(models, list) else [models]
+    cols = [
+        np.full(x.shape[0], np.nan) if m is None else np.asarray(m.predict(flat), dtype=np.float64)
+        for m in ms
+    ]
+    return np.stack(cols, axis=1) if cols else np.zeros((x.shape[0], 0))
+
+
+def _smoothed(v: np.ndarray) -> np.ndarray:
+    k = RULE_SMOOTH
+    c = np.cumsum(np.concatenate([np.zeros((v.shape[0], 1)), v], axis=1), axis=1)
+    return (c[:, k:] - c[:, :-k]) / k
+
+
+def rule_warnings(
+    kind: str, x: np.ndarray, meta: Mapping[str, Any], warnings: Sequence[Mapping[str, Any]]
+) -> np.ndarray:
+    """0/1 warnings (N,) of a kinematic rule; ``warnings[i]`` is window i's station warning settings."""
+    v = _smoothed(window_velocity(x, meta))
+    out = np.zeros(v.shape[0])
+    for i, wset in enumerate(warnings):
+        alarm = float(wset["velocity_mm_per_step"])
+        now = v[i, -1]
+        if now > alarm:
+            out[i] = 1.0
+            continue
+        if kind == "velocity_threshold":
+            continue
+        tail = v[i, -RULE_FIT:]
+        if np.any(tail <= 0):
+            continue
+        t = np.arange(tail.size, dtype=np.float64)
+        a, b = np.polyfit(t, 1.0 / tail, 1)
+        if a >= 0:
+            continue
+        t_hit = (1.0 / alarm - b) / a - (tail.size - 1)
+        if 0 < t_hit <= int(wset["horizon_steps"]):
+            out[i] = 1.0
+    return out

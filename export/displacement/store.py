@@ -2,9 +2,11 @@
 
 RUN_DIR/
   run.json        kind "displacement", mode "train"|"finetune", sources, stations, arch, meta, models
-                  (name -> {"type": "cnn"|"gbr"|"persistence"|"moving_average", "file"?: ...}),
+                  (name -> {"type": "cnn"|"gbr"|"persistence"|"moving_average"|"linear_trend"|rule,
+                  "file"?: ...}),
                   window counts and drop counters, seed, timings
-  windows.npz     the fit / cal / test windows (x, y, station, t, rain) exactly as trained and evaluated
+  windows.npz     the fit / cal / test windows (x, y (N, H), station, t, rain, event (N, H)) exactly as
+                  trained and evaluated, and the per-step warning-event timeline (tl_t, tl_station, tl_event)
   <model>.pt      state_dict of each CNN (regression head outputs mm)
   gbr.pkl         the gradient-boosting reference (pickle; only load run dirs you made)
   evaluation.json + plot_<station>.png   written by `agent-export evaluate displacement`
@@ -59,11 +61,17 @@ def read_displacement_run(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def save_parts(run_dir: Path, parts: dict[str, Part]) -> None:
-    arrays: dict[str, np.ndarray] = {}
+def save_parts(run_dir: Path, parts: dict[str, Part], timeline: dict[str, np.ndarray] | None = None) -> None:
+    arrays: dict[str, np.ndarray] = dict(timeline or {})
     for name, part in parts.items():
         arrays.update(part.to_npz(name))
     np.savez_compressed(run_dir / WINDOWS, **arrays)  # type: ignore[arg-type]
+
+
+def load_timeline(run_dir: Path) -> dict[str, np.ndarray]:
+    """Per-step time, station index and warning event of every station (empty for old runs)."""
+    with np.load(run_dir / WINDOWS) as data:
+        return {k: np.asarray(data[k]) for k in ("tl_t", "tl_station", "tl_event") if k in data}
 
 
 def load_parts(run_dir: Path) -> dict[str, Part]:

@@ -4,8 +4,10 @@ Adam (lr 3e-3, weight decay 1e-4), batch 64, at most ``epochs`` epochs with earl
 chronologically last 15 % of each station's fit windows are held out, training stops after 10 epochs
 without improvement of their loss and the best weights are kept. The conformal calibration part and
 the test part are never used for training or model selection.
-The regression target is standardised with the fit part's mean/std during training, and that scaling is
-folded into the final Linear afterwards so the trained module outputs mm. Deterministic for a seed.
+The regression targets (one per horizon) are standardised with the fit part's mean/std during training,
+and that scaling is folded into the final Linear afterwards so the trained module outputs mm; missing
+targets of longer horizons are masked. The auxiliary labels are the site's warning events within each
+horizon (``Part.event``). Deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agent.features.forecast_dist import horizons_of
 from export.displacement.dataset import Part
 from export.displacement.model import W_AUX, ArchConfig, DisplacementCNN, build, multitask_loss
 
@@ -42,11 +45,26 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def arch_for(meta: Mapping[str, Any]) -> ArchConfig:
+    n_h = len(horizons_of(meta))
     return ArchConfig(
-        n_features=len(meta["feature_names"]),
-        window=int(meta["window"]),
-        n_thresholds=len(meta["thresholds_mm"]),
+        n_features=len(meta["feature_names"]), window=int(meta["window"]), n_thresholds=n_h, n_horizons=n_h
     )
+
+
+def horizon_scale(y: np.ndarray) -> tuple[list[float], list[float]]:
+    """NaN-aware per-horizon (mean, std) of the targets (N, H)."""
+    y2 = np.asarray(y, dtype=np.float64).reshape(y.shape[0], -1)
+    mean = [float(np.nanmean(c)) if np.isfinite(c).any() else 0.0 for c in y2.T]
+    std = [max(float(np.nanstd(c)), 1e-6) if np.isfinite(c).sum() > 1 else 1.0 for c in y2.T]
+    return mean, std
+
+
+def _tensors(part: Part, mean: Any, std: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    y = part.y.astype(np.float64).reshape(len(part), -1)
+    x_t = torch.from_numpy(part.x.astype(np.float32))
+    y_z = torch.from_numpy(((y - np.asarray(mean)) / np.asarray(std)).astype(np.float32))
+    exceed = torch.from_numpy(np.asarray(part.event, dtype=np.float32).reshape(len(part), -1))
+    return x_t, y_z, exceed
 
 
 def fit_cnn(
@@ -59,11 +77,11 @@ def fit_cnn(
     aux: bool,
     lr: float = LR,
     params: list[torch.nn.Parameter] | None = None,
-    target_scale: tuple[float, float] | None = None,
+    target_scale: tuple[Any, Any] | None = None,
     progress: Progress | None = None,
     val: Part | None = None,
     patience: int = PATIENCE,
-) -> tuple[float, float]:
+) -> tuple[Any, Any]:
     """Train ``model`` in place on ``part``; returns the (mean, std) used to standardise the target.
 
     With ``val`` (a chronologically later slice of the training data), training stops after
@@ -72,11 +90,8 @@ def fit_cnn(
     ``model.fold_target_scaling(*returned)`` afterwards to make it output mm.
     """
     g = seed_everything(seed)
-    y = part.y.astype(np.float64)
-    mean, std = target_scale or (float(y.mean()), max(float(y.std()), 1e-6))
-    x_t = torch.from_numpy(part.x.astype(np.float32))
-    y_z = torch.from_numpy(((y - mean) / std).astype(np.float32))
-    exceed = torch.from_numpy((y[:, None] > np.asarray(thresholds)[None, :]).astype(np.float32))
+    mean, std = target_scale or horizon_scale(part.y)
+    x_t, y_z, exceed = _tensors(part, mean, std)
     opt = torch.optim.Adam(
         params if params is not None else list(model.parameters()), lr=lr, weight_decay=WEIGHT_DECAY
     )
@@ -115,13 +130,11 @@ def fit_cnn(
 
 @torch.no_grad()
 def _loss_on(
-    model: DisplacementCNN, part: Part, thresholds: list[float], mean: float, std: float, w_aux: float
+    model: DisplacementCNN, part: Part, thresholds: list[float], mean: Any, std: Any, w_aux: float
 ) -> float:
     model.eval()
-    y = part.y.astype(np.float64)
-    reg, logits = model.forward_logits(torch.from_numpy(part.x.astype(np.float32)))
-    y_z = torch.from_numpy(((y - mean) / std).astype(np.float32))
-    exceed = torch.from_numpy((y[:, None] > np.asarray(thresholds)[None, :]).astype(np.float32))
+    x_t, y_z, exceed = _tensors(part, mean, std)
+    reg, logits = model.forward_logits(x_t)
     return float(multitask_loss(reg, logits, y_z, exceed, w_aux=w_aux))
 
 
@@ -135,10 +148,7 @@ def split_validation(part: Part, fraction: float = VAL_FRACTION) -> tuple[Part, 
         if k:
             is_val[order[-k:]] = True
 
-    def take(mask: np.ndarray) -> Part:
-        return Part(part.x[mask], part.y[mask], part.station[mask], part.t[mask], part.rain[mask])
-
-    return take(~is_val), take(is_val)
+    return part.take(~is_val), part.take(is_val)
 
 
 def train_cnn(
@@ -150,7 +160,7 @@ def train_cnn(
     aux: bool,
     progress: Progress | None = None,
     early_stopping: bool = True,
-) -> tuple[DisplacementCNN, tuple[float, float]]:
+) -> tuple[DisplacementCNN, tuple[Any, Any]]:
     """A fresh CNN trained on ``part``, outputting mm, and the target (mean, std) folded into it.
 
     With ``early_stopping`` the last 15 % of each station's fit windows (chronologically) are held out
@@ -177,9 +187,9 @@ def train_cnn(
 
 @torch.no_grad()
 def predict_cnn(model: DisplacementCNN, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(displacement mm (N,), exceedance probabilities (N, K))."""
+    """(displacement mm (N, H), auxiliary probabilities (N, K))."""
     model.eval()
     if x.shape[0] == 0:
-        return np.zeros(0), np.zeros((0, model.cfg.n_thresholds))
+        return np.zeros((0, model.cfg.n_horizons)), np.zeros((0, model.cfg.n_thresholds))
     reg, prob = model(torch.from_numpy(x.astype(np.float32)))
-    return reg.squeeze(1).double().numpy(), prob.double().numpy()
+    return reg.double().numpy(), prob.double().numpy()

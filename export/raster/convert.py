@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import RasterError
+from agent.features.lsi import LsiParams
 from agent.features.raster_channels import LSI_INDEX, build_stack
-from agent.warning.lsi import LsiParams
 from export.raster.geotiff import read_stack
 from export.raster.tiles import TileRecord, write_index, write_tile
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from agent.features.lsi import LsiParams
 from agent.features.raster_channels import build_stack
-from agent.warning.lsi import LsiParams
 from export.raster.terrain import slope_deg
 from export.raster.tiles import TileRecord, write_index, write_tile
 

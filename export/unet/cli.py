@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.errors import LewsError
-from export.cli import Groups
+from export.groups import Groups
 
 
 def _fail(exc: LewsError) -> typer.Exit:

@@ -21,9 +21,9 @@ import torch
 
 from agent.errors import RasterError
 from agent.features.channels import RAIN_CHANNELS
+from agent.features.lsi import LsiParams
 from agent.features.raster_channels import CHANNELS, LSI_INDEX, build_channel_stack, build_stack, normalise
 from agent.features.tiling import cut_tiles, make_grid, stitch
-from agent.warning.lsi import LsiParams
 from export.raster.geotiff import read_layers, read_stack, write_probability
 from export.raster.l4s import l4s_static_channels, read_l4s_patch
 from export.raster.preview import write_preview

@@ -10,15 +10,47 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import LewsError
+from agent.config import load_config
+from agent.errors import ConfigError, LewsError
 from agent.features.aggregate import DAY_S
-from agent.features.replay import ReplayResult, load_sections, replay, replay_config
+from agent.features.settings import StoreConfig
 from agent.features.site_series import write_site_series
 from agent.features.store import Store
 from agent.features.windows import site_series
+from agent.sensors.replay import ReplayResult, replay, replay_config
+from agent.sensors.settings import SensorsConfig
 
 log = logging.getLogger(__name__)
+
+
+class _Sections(BaseModel):
+    """The two sections replay needs from a JSON configuration; other sections are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    sensors: SensorsConfig = Field(default_factory=SensorsConfig, description="Sensing side.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Time-series store.")
+
+
+def load_sections(path: Path) -> tuple[SensorsConfig, StoreConfig]:
+    """``sensors`` and ``store`` of the agent configuration: TOML through ``agent.config.load_config``
+    (the same checks as the daemon), or a JSON file holding at least those two sections."""
+    path = Path(path)
+    if path.suffix != ".json":
+        full = load_config(path)
+        return full.sensors, full.store
+    try:
+        sections = _Sections.model_validate(json.loads(path.read_text()))
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc}", fix="pass --config FILE") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}", fix="fix the syntax") from exc
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{path}: invalid sensors/store section: {exc}", fix="see `agent config example`"
+        ) from exc
+    return sections.sensors, sections.store
 
 
 def _parse_speed(text: str) -> float | None:

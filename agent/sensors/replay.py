@@ -18,46 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from agent.errors import CaptureError, ConfigError
 from agent.features.aggregate import StepTable
 from agent.features.samples import Sample
 from agent.features.store import Store
 from agent.sensors.pipeline import KIND_OF_FORMAT, Pipeline
-from agent.sensors.settings import SensorsConfig, SerialPortConfig, StoreConfig
+from agent.sensors.settings import SensorsConfig, SerialPortConfig
 
 log = logging.getLogger(__name__)
-
-
-class _Sections(BaseModel):
-    """The two sections replay needs from a JSON configuration; other sections are ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-    sensors: SensorsConfig = Field(default_factory=SensorsConfig, description="Sensing side.")
-    store: StoreConfig = Field(default_factory=StoreConfig, description="Time-series store.")
-
-
-def load_sections(path: Path) -> tuple[SensorsConfig, StoreConfig]:
-    """``sensors`` and ``store`` of the agent configuration: TOML through ``agent.config.load_config``
-    (the same checks as the daemon), or a JSON file holding at least those two sections."""
-    path = Path(path)
-    if path.suffix != ".json":
-        from agent.config import load_config
-
-        full = load_config(path)
-        return full.sensors, full.store
-    try:
-        sections = _Sections.model_validate(json.loads(path.read_text()))
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration {path}: {exc}", fix="pass --config FILE") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}", fix="fix the syntax") from exc
-    except ValidationError as exc:
-        raise ConfigError(
-            f"{path}: invalid sensors/store section: {exc}", fix="see `agent config example`"
-        ) from exc
-    return sections.sensors, sections.store
 
 
 def replay_config(cfg: SensorsConfig, capture_dir: Path) -> SensorsConfig:
