@@ -151,7 +151,7 @@ def geotiff_to_site_raster(path: Path, out: Path) -> dict[str, Any]:
     layers.pop("mask", None)
     transform = profile.get("transform")
     pixel_m = float(abs(transform.a)) if transform is not None else 10.0
-    np.savez_compressed(
-        out, pixel_m=np.float32(pixel_m), **{k: v.astype(np.float32) for k, v in layers.items()}
-    )
+    arrays = {k: v.astype(np.float32) for k, v in layers.items()}
+    arrays["pixel_m"] = np.asarray(pixel_m, dtype=np.float32)
+    np.savez_compressed(out, allow_pickle=False, **arrays)
     return {"layers": sorted(layers), "shape": list(next(iter(layers.values())).shape), "pixel_m": pixel_m}
