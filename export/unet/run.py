@@ -117,8 +117,23 @@ def export_module(run: UnetRun, variant: Variant | None = None, fold: int | None
     return ProbabilityHead(reparameterise(run.model(variant or run.shipped_variant, fold))).eval()
 
 
-def load_unet_run(run_dir: Path) -> LoadedRun:
-    run = open_run(run_dir)
+def fold_view(run: UnetRun, fold: int) -> UnetRun:
+    """A CV run seen as fold ``fold``'s run: its split (test = the fold's images), normalisation,
+    thresholds and networks; so a fold model goes through the same export as the final one."""
+    folds = run.doc.get("cv", {}).get("folds", [])
+    if not 0 <= fold < len(folds):
+        raise TrainingError(
+            f"{run.run_dir} has no fold {fold} ({len(folds)} folds)", fix="pass a fold of a --folds run"
+        )
+    fd = folds[fold]
+    doc = {k: v for k, v in run.doc.items() if k != "cv"}
+    doc.update({"split": fd["split"], "normalisation": fd["normalisation"], "thresholds": fd["thresholds"]})
+    return UnetRun(run.model_dir(fold), doc)
+
+
+def load_unet_run(run_dir: Path, fold: int | None = None) -> LoadedRun:
+    """The export view of a run (``fold`` k: of the CV model trained without fold k's images)."""
+    run = open_run(run_dir) if fold is None else fold_view(open_run(run_dir), fold)
     module = export_module(run)
     _, x_train, _ = run.load_split("train")
     if x_train.shape[0] == 0:
