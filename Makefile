@@ -77,7 +77,7 @@ lint: venv
 	$(BIN)/lint-imports
 
 typecheck: venv
-	$(BIN)/mypy agent firmware_bridge export
+	$(BIN)/mypy agent firmware_bridge export tests bench
 	# the gateway runtime against Python 3.10's standard library (no tomllib, datetime.UTC, StrEnum, ...)
 	$(BIN)/mypy --python-version 3.10 agent firmware_bridge
 

@@ -90,12 +90,20 @@ class RetainedState:
         return data if isinstance(data, dict) else None
 
     def messages(self) -> list[DirectMessage]:
-        """The last retained alert and wire payloads as stored (same ``msg_id``), for every connect."""
+        """The last retained alert and wire payloads as stored (same ``msg_id``), for every connect;
+        one still queued in the outbox is left to it (it goes out right after, once)."""
         out: list[DirectMessage] = []
         for kind, topic in self.topics.items():
             raw = self.payload(kind)
-            if raw is not None:
-                out.append(DirectMessage(topic, raw))
+            if raw is None:
+                continue
+            try:
+                msg_id = json.loads(raw).get("msg_id")
+            except (ValueError, AttributeError):
+                msg_id = None
+            if isinstance(msg_id, str) and self.outbox.queued(msg_id):
+                continue
+            out.append(DirectMessage(topic, raw))
         return out
 
 
