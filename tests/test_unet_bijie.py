@@ -142,7 +142,7 @@ def test_bundle_from_the_real_data_run_drives_the_gateway_risk_map(
     run: dict[str, Path], tmp_path: Path
 ) -> None:
     from export.bundle import build_bundle
-    from export.runs import load_run
+    from export.run_loader import load_run
 
     runner, app = CliRunner(), _app()
     tif, npz = tmp_path / "mosaic.tif", tmp_path / "site.npz"
@@ -165,6 +165,10 @@ def test_bundle_from_the_real_data_run_drives_the_gateway_risk_map(
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["data", "import", "site-raster", str(tif), "--out", str(npz)])
     assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["predict", "unet", str(run["run"]), str(tif), "--out", str(tmp_path / "pred")])
+    assert r.exit_code == 0, r.output
+    pred = json.loads((tmp_path / "pred" / "predictions.json").read_text())["outputs"][0]
+    assert pred["georeferenced"] and pred["shape"] == [64, 192] and pred["channels"][3] == "grvi"
     bundle = build_bundle([load_run(run["run"])], KEYS / "signing.key", tmp_path / "bundle")
     manifest = json.loads((bundle / "manifest.json").read_text())
     entry = manifest["models"][0]

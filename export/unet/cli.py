@@ -199,31 +199,6 @@ def evaluate_unet(
     Console().print(table)
 
 
-def unet_figures(
-    run_dir: Path = typer.Argument(..., help="RUN_DIR of `train unet --folds K` on imported images."),
-    out: Path = typer.Option(..., "--out", help="Directory for the PNGs, GeoTIFF, bundle and JSON."),
-    fold: int = typer.Option(0, "--fold", min=0, help="Fold whose model and test images make the map."),
-    images: str = typer.Option("", "--images", help="Comma-separated image ids for the side-by-side."),
-    sign_key: Path = typer.Option(
-        Path("bundles/demo-keys/signing.key"), "--sign-key", help="Key to sign the fold bundle with."
-    ),
-    public_key: Path = typer.Option(Path("bundles/demo-keys/signing.pub"), "--public-key"),
-) -> None:
-    """Out-of-fold side-by-side PNG + a fold bundle run by the gateway's risk map over a GeoTIFF mosaic."""
-    from export.unet.figures import riskmap_demo, side_by_side
-    from export.unet.run import open_run
-
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        panels = side_by_side(
-            open_run(run_dir), out / "bijie_side_by_side.png", [i for i in images.split(",") if i] or None
-        )
-        demo = riskmap_demo(run_dir, fold, sign_key, public_key, out)
-    except LewsError as exc:
-        raise _fail(exc) from exc
-    typer.echo(json.dumps({"side_by_side": panels, "riskmap": demo["stitched_metrics"], "png": demo["png"]}))
-
-
 def predict_unet(
     run_dir: Path = typer.Argument(..., help="RUN_DIR written by `train unet`."),
     inputs: list[Path] = typer.Argument(..., help="Landslide4Sense .h5 patches or GeoTIFF stacks."),
@@ -255,5 +230,4 @@ def register(groups: Groups) -> None:
     groups.data_import.command("site-raster")(site_raster_cmd)
     groups.train.command("unet")(train_unet)
     groups.evaluate.command("unet")(evaluate_unet)
-    groups.evaluate.command("unet-figures")(unet_figures)
     groups.predict.command("unet")(predict_unet)
