@@ -165,7 +165,17 @@ def test_bundle_from_the_real_data_run_drives_the_gateway_risk_map(
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["data", "import", "site-raster", str(tif), "--out", str(npz)])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["predict", "unet", str(run["run"]), str(tif), "--out", str(tmp_path / "pred")])
+    pred_args = [
+        "predict",
+        "unet",
+        str(run["run"]),
+        str(tif),
+        "--out",
+        str(tmp_path / "pred"),
+        "--overlap",
+        "8",
+    ]
+    r = runner.invoke(app, pred_args)
     assert r.exit_code == 0, r.output
     pred = json.loads((tmp_path / "pred" / "predictions.json").read_text())["outputs"][0]
     assert pred["georeferenced"] and pred["shape"] == [64, 192] and pred["channels"][3] == "grvi"
@@ -174,6 +184,7 @@ def test_bundle_from_the_real_data_run_drives_the_gateway_risk_map(
     entry = manifest["models"][0]
     assert entry["name"] == "unet" and entry["feature_names"] == ["red", "green", "blue", "grvi"]
     assert entry["meta"]["channels"] == ["red", "green", "blue", "grvi"] and entry["meta"]["tile_size"] == 32
+    assert entry["meta"]["stitching"]["overlap"] == 8 and entry["meta"]["stitching"]["margin"] == 4
     mgr = ModelManager(
         InferenceSettings(bundle_dir=bundle, public_key=KEYS / "signing.pub", state_dir=tmp_path / "state")
     )

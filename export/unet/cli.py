@@ -209,11 +209,12 @@ def predict_unet(
     rain_h: float | None = typer.Option(None, "--rain-h", help="Storm duration D in hours (default D0)."),
     smi: float = typer.Option(0.5, "--smi", help="Constant SMI for inputs without soil moisture (.h5)."),
     overlap: int = typer.Option(32, "--overlap", help="Tile overlap in px."),
+    margin: int = typer.Option(16, "--margin", help="Zero-weight tile border in px (overlap >= 2 margin)."),
 ) -> None:
     """Probability map per input (GeoTIFF when georeferenced, else .npy) plus a PNG preview."""
     from export.unet.predict import PredictOptions, predict_inputs
 
-    opts = PredictOptions(rain_mm_h=rain_mm_h, rain_h=rain_h, smi=smi, overlap=overlap)
+    opts = PredictOptions(rain_mm_h=rain_mm_h, rain_h=rain_h, smi=smi, overlap=overlap, margin=margin)
     try:
         summary = predict_inputs(run_dir, list(inputs), out, opts)
     except LewsError as exc:
