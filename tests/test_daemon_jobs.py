@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Broker, free_port
 
 import agent.daemon as daemon_mod
 from agent.config import config_from_dict
@@ -19,7 +20,6 @@ from agent.daemon import Daemon
 from agent.features.store import Store
 from agent.jobs.scheduler import Lifecycle, Scheduler, Step
 from agent.jobs.supervise import RestartBudget, SupervisedLoop, write_json_atomic
-from tests.conftest import Broker, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Broker
 from test_daemon_support import alert_events, chain_problems, invalid_payloads, unique
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
 from agent.features.samples import Sample
 from agent.publish.watch import TopicWatcher
-from tests.conftest import Broker
 
 pytestmark = pytest.mark.faults
 

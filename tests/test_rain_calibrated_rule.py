@@ -24,12 +24,23 @@ def _cal(**over: Any) -> dict[str, Any]:
     cal: dict[str, Any] = {
         "source": "test",
         "hold_after_rain_s": 6 * H,
-        "advisory": {"kind": "total", "predictor": "rain_3h", "threshold": 30.0, "intercept": -4.0,
-                     "coef": {"rain_3h": 0.05}, "validation": VALIDATION},
+        "advisory": {
+            "kind": "total",
+            "predictor": "rain_3h",
+            "threshold": 30.0,
+            "intercept": -4.0,
+            "coef": {"rain_3h": 0.05},
+            "validation": VALIDATION,
+        },
         "watch": {"kind": "total", "predictor": "rain_1d", "threshold": 80.0},
-        "warning": {"kind": "probability", "predictor": "logistic(rain_1d, ante_2d)", "threshold": 0.6,
-                    "intercept": -6.0, "coef": {"rain_1d": 0.05, "ante_2d": 0.02}},
-    }  # fmt: skip
+        "warning": {
+            "kind": "probability",
+            "predictor": "logistic(rain_1d, ante_2d)",
+            "threshold": 0.6,
+            "intercept": -6.0,
+            "coef": {"rain_1d": 0.05, "ante_2d": 0.02},
+        },
+    }
     cal.update(over)
     return cal
 
@@ -49,7 +60,7 @@ def _level(ends: np.ndarray, mm: np.ndarray, now: float, cfg: WarningSettings) -
 
 
 def test_live_windows_day_totals_antecedent_and_n_hour_totals() -> None:
-    starts = T0 + H * np.arange(24 * 4)
+    starts = T0 + H * np.arange(24 * 4, dtype=np.float64)
     mm = np.zeros(starts.size)
     mm[24 * 1 + 5] = 10.0  # day 1, 05:00-06:00
     mm[24 * 2 + 22 : 24 * 2 + 24] = [4.0, 6.0]  # day 2, 22:00-24:00
@@ -67,7 +78,7 @@ def test_live_windows_day_totals_antecedent_and_n_hour_totals() -> None:
 
 
 def test_day_offset_moves_the_day_boundary() -> None:
-    starts = T0 - 86400 + H * np.arange(72)
+    starts = T0 - 86400 + H * np.arange(72, dtype=np.float64)
     mm = np.zeros(72)
     mm[24 + 8] = 5.0  # 08:00-09:00 UTC
     live = live_predictors(starts, mm, np.ones(72, bool), T0 + 12 * H, day_offset_h=10.0).now

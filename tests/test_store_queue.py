@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.features.samples import Sample
+from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.features.store_db import error_class
-from agent.sensors.settings import StoreConfig
 
 NOW = 1_763_800_000.0
 DAY = 86400.0

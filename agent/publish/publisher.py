@@ -299,26 +299,18 @@ class Publisher:
         return msg, {key: chain}
 
     def publish_current_alert(
-        self,
-        level: int,
-        explanation: Mapping[str, Any] | Any,
-        alert_id: str | None,
-        acknowledged_by: str | None = None,
+        self, level: int, explanation: Mapping[str, Any] | Any, alert_id: str | None
     ) -> int | None:
         """Only the retained current alert (at start, when the stored one differs from the engine's)."""
-        msg = self.message(
-            "alert",
-            self.factory.alert(level, explanation, alert_id=alert_id, acknowledged_by=acknowledged_by),
-        )
+        msg = self.message("alert", self.factory.alert(level, explanation, alert_id=alert_id))
         return self._commit([msg], self.retained.meta_for(msg))[0]
 
     def publish_forecast(self, **kwargs: Any) -> int | None:
         return self.enqueue("forecast", self.factory.forecast(**kwargs))
 
     def publish_telemetry(self, sensor: str, values: Mapping[str, float | None], **kwargs: Any) -> int | None:
-        """Commit one telemetry message; inside :meth:`telemetry_batch` it is collected (returns None)
-        and committed with the batch's others in one transaction. Shed (counted) while the disk runs
-        low."""
+        """Commit one telemetry message (shed, counted, while the disk runs low); inside
+        :meth:`telemetry_batch` it is collected (returns None) and committed with the batch's others."""
         if self.shed_droppable:  # the space left is for alarms
             self.counters["telemetry_shed"] += 1
             return None
@@ -342,13 +334,9 @@ class Publisher:
                 self._commit(msgs)
 
     def publish_wire(self, state: int, *, changed_at: float, level: int) -> int | None:
-        """The wire alarm first: sent to the broker at once, then committed (fsync) while it travels.
-
-        Nothing is queued ahead of the send: no schema validation (done after the commit, an
-        invalid payload is logged and counted), no outbox lock, no fsync. The committed row is
-        adopted by the link (deleted at the PUBACK, never sent twice); without a connection it is
-        sent from the outbox like any message. Kept as the retained wire state; on a full disk sent
-        live (agent/publish/retained.py). See docs/mqtt.md."""
+        """Wire alarm first: sent at once, committed (fsync) while it travels; no validation (after,
+        counted), lock or fsync ahead of the send. The link adopts the row (deleted at PUBACK, never
+        re-sent); offline it goes from the outbox; full disk: live (retained.py). docs/mqtt.md."""
         payload = self.factory.wire(state, changed_at=changed_at, level=level)
         msg = self._wrap("wire", payload)
         sent = self.link.send_now(msg)
