@@ -174,6 +174,8 @@ def test_bundle_from_the_real_data_run_drives_the_gateway_risk_map(
         str(tmp_path / "pred"),
         "--overlap",
         "8",
+        "--margin",
+        "4",
     ]
     r = runner.invoke(app, pred_args)
     assert r.exit_code == 0, r.output
