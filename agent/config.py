@@ -79,8 +79,9 @@ class DaemonConfig(BaseModel):
     )
     site_raster: Path | None = Field(
         default=None,
-        description="The site's static raster channels (.npz with smi, ndbi, ndvi, ndwi, slope, dem) for the "
-        "U-Net risk map; unset: no spatial source.",
+        description="The site's raster layers for the U-Net risk map: an .npz of named 2-D arrays (e.g. smi, "
+        "ndbi, ndvi, ndwi, slope, dem for the LSI stack, or red, green, blue), checked against the model's "
+        "channels; unset: no spatial source.",
     )
     riskmap_interval_s: float = Field(
         default=3600.0,

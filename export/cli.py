@@ -44,6 +44,7 @@ _REGISTRARS = (
     "export.displacement.cli",  # data import ..., data synth series, train/evaluate displacement, finetune
     "export.unet.cli",  # data synth scenes, train/evaluate/predict unet
     "export.bundle_cli",  # keygen, bundle, engine
+    "export.riskmap_demo",  # evaluate unet-figures (builds a fold bundle)
     "export.rain.cli",  # data import rain-catalogue, calibrate rain, report rain
 )
 

@@ -22,7 +22,7 @@ from export.unet.model import HybridConvBN
 from export.unet.train import TrainConfig, train_variant
 
 torch.set_num_threads(1)
-MODELS = {"enhanced", "plain", "hybrid", "random_forest", "lsi"}
+MODELS = {"enhanced", "plain", "hybrid", "random_forest", "index_threshold", "lsi"}  # index: -NDVI
 METRICS = {"dice", "iou", "precision", "recall", "auc"}
 
 

@@ -130,3 +130,46 @@ def import_bijie(
     )
     images = len({r.scene for r in records})
     return {"images": images, "tiles": len(records), "positive_fraction": round(float(y.mean()), 6)}
+
+
+def write_bijie_geotiff(
+    root: Path,
+    ids: list[str],
+    out: Path,
+    *,
+    size: int = 128,
+    cols: int = 3,
+    pixel_m: float = 4.0,
+    origin: tuple[float, float] = (560000.0, 3020000.0),
+) -> dict[str, object]:
+    """Mosaic Bijie images (each resized to ``size`` px, row-major, ``cols`` per row) into one GeoTIFF
+    with bands ``red, green, blue, mask`` on a MADE-UP UTM 48N grid (EPSG:32648, ``pixel_m`` m pixels,
+    north-up at ``origin``): real-looking site tiles for `predict` and the gateway's risk map."""
+    from rasterio.transform import from_origin
+
+    from export.raster.geotiff import write_stack
+
+    if not ids:
+        raise RasterError("no image ids for the mosaic", fix="pass at least one image id")
+    rows = -(-len(ids) // cols)
+    width = min(cols, len(ids))
+    rgb = np.zeros((3, rows * size, width * size), np.float32)
+    mask = np.zeros((rows * size, width * size), np.float32)
+    for n, iid in enumerate(ids):
+        img, m = read_bijie_pair(
+            Path(root) / "images" / f"{iid}.png", Path(root) / "masks" / f"{iid}.png", size
+        )
+        r, c = divmod(n, cols)
+        sl = (slice(r * size, (r + 1) * size), slice(c * size, (c + 1) * size))
+        rgb[(slice(None), *sl)] = img
+        mask[sl] = m
+    bands = {name: rgb[i] for i, name in enumerate(RGB)}
+    bands["mask"] = mask
+    write_stack(out, bands, "EPSG:32648", from_origin(origin[0], origin[1], pixel_m, pixel_m))
+    return {
+        "path": str(out),
+        "shape": list(mask.shape),
+        "images": ids,
+        "pixel_m": pixel_m,
+        "crs": "EPSG:32648",
+    }

@@ -142,3 +142,16 @@ def write_probability(path: Path, prob: np.ndarray, profile: dict[str, Any]) -> 
     ) as ds:
         ds.write(prob.astype(np.float32), 1)
         ds.set_band_description(1, "landslide_probability")
+
+
+def geotiff_to_site_raster(path: Path, out: Path) -> dict[str, Any]:
+    """A GeoTIFF with named bands -> the gateway's site raster ``.npz`` (one 2-D float32 array per band
+    name, ``mask`` left out, ``pixel_m`` from the transform); the gateway reads only this ``.npz``."""
+    layers, profile = read_layers(path)
+    layers.pop("mask", None)
+    transform = profile.get("transform")
+    pixel_m = float(abs(transform.a)) if transform is not None else 10.0
+    arrays = {k: v.astype(np.float32) for k, v in layers.items()}
+    arrays["pixel_m"] = np.asarray(pixel_m, dtype=np.float32)
+    np.savez_compressed(out, allow_pickle=False, **arrays)
+    return {"layers": sorted(layers), "shape": list(next(iter(layers.values())).shape), "pixel_m": pixel_m}

@@ -74,6 +74,38 @@ def import_bijie_cmd(
     typer.echo(f"wrote {counts['tiles']} tiles from {counts['images']} images to {out} ({counts})")
 
 
+def bijie_geotiff_cmd(
+    root: Path = typer.Argument(..., help="Bijie-layout dir (images/, masks/)."),
+    ids: str = typer.Option(..., "--ids", help="Comma-separated image ids, mosaicked row-major."),
+    out: Path = typer.Option(..., "--out", help="GeoTIFF to write (bands red, green, blue, mask)."),
+    size: int = typer.Option(128, "--size", min=16),
+    cols: int = typer.Option(3, "--cols", min=1),
+    pixel_m: float = typer.Option(4.0, "--pixel-m", help="Pixel size of the MADE-UP UTM 48N grid."),
+) -> None:
+    """Mosaic Bijie images into one georeferenced GeoTIFF (made-up grid) for predict / the risk map."""
+    from export.raster.bijie import write_bijie_geotiff
+
+    try:
+        info = write_bijie_geotiff(root, ids.split(","), out, size=size, cols=cols, pixel_m=pixel_m)
+    except LewsError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"wrote {out} ({info})")
+
+
+def site_raster_cmd(
+    geotiff: Path = typer.Argument(..., help="GeoTIFF whose band descriptions name the layers."),
+    out: Path = typer.Option(..., "--out", help="Site raster .npz for daemon.site_raster."),
+) -> None:
+    """Convert a GeoTIFF with named bands into the gateway's site raster (.npz)."""
+    from export.raster.geotiff import geotiff_to_site_raster
+
+    try:
+        info = geotiff_to_site_raster(geotiff, out)
+    except LewsError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"wrote {out} ({info})")
+
+
 def train_unet(
     data_dir: Path = typer.Argument(..., help="Tile data dir (tiles.json)."),
     out: Path = typer.Option(..., "--out", help="RUN_DIR to write."),
@@ -177,11 +209,12 @@ def predict_unet(
     rain_h: float | None = typer.Option(None, "--rain-h", help="Storm duration D in hours (default D0)."),
     smi: float = typer.Option(0.5, "--smi", help="Constant SMI for inputs without soil moisture (.h5)."),
     overlap: int = typer.Option(32, "--overlap", help="Tile overlap in px."),
+    margin: int = typer.Option(16, "--margin", help="Zero-weight tile border in px (overlap >= 2 margin)."),
 ) -> None:
     """Probability map per input (GeoTIFF when georeferenced, else .npy) plus a PNG preview."""
     from export.unet.predict import PredictOptions, predict_inputs
 
-    opts = PredictOptions(rain_mm_h=rain_mm_h, rain_h=rain_h, smi=smi, overlap=overlap)
+    opts = PredictOptions(rain_mm_h=rain_mm_h, rain_h=rain_h, smi=smi, overlap=overlap, margin=margin)
     try:
         summary = predict_inputs(run_dir, list(inputs), out, opts)
     except LewsError as exc:
@@ -194,6 +227,8 @@ def register(groups: Groups) -> None:
     groups.data_synth.command("scenes")(synth_scenes)
     groups.data_import.command("raster")(import_raster)
     groups.data_import.command("bijie")(import_bijie_cmd)
+    groups.data_import.command("bijie-geotiff")(bijie_geotiff_cmd)
+    groups.data_import.command("site-raster")(site_raster_cmd)
     groups.train.command("unet")(train_unet)
     groups.evaluate.command("unet")(evaluate_unet)
     groups.predict.command("unet")(predict_unet)

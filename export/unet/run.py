@@ -117,8 +117,28 @@ def export_module(run: UnetRun, variant: Variant | None = None, fold: int | None
     return ProbabilityHead(reparameterise(run.model(variant or run.shipped_variant, fold))).eval()
 
 
-def load_unet_run(run_dir: Path) -> LoadedRun:
-    run = open_run(run_dir)
+def stitching_geometry(tile: int) -> dict[str, int]:
+    """Overlap / margin of the gateway's tiling: 32 / 16 px, scaled down for small tiles (<= 64 px)."""
+    return {"overlap": 32, "margin": 16} if tile > 64 else {"overlap": tile // 4, "margin": tile // 8}
+
+
+def fold_view(run: UnetRun, fold: int) -> UnetRun:
+    """A CV run seen as fold ``fold``'s run: its split (test = the fold's images), normalisation,
+    thresholds and networks; so a fold model goes through the same export as the final one."""
+    folds = run.doc.get("cv", {}).get("folds", [])
+    if not 0 <= fold < len(folds):
+        raise TrainingError(
+            f"{run.run_dir} has no fold {fold} ({len(folds)} folds)", fix="pass a fold of a --folds run"
+        )
+    fd = folds[fold]
+    doc = {k: v for k, v in run.doc.items() if k != "cv"}
+    doc.update({"split": fd["split"], "normalisation": fd["normalisation"], "thresholds": fd["thresholds"]})
+    return UnetRun(run.model_dir(fold), doc)
+
+
+def load_unet_run(run_dir: Path, fold: int | None = None) -> LoadedRun:
+    """The export view of a run (``fold`` k: of the CV model trained without fold k's images)."""
+    run = open_run(run_dir) if fold is None else fold_view(open_run(run_dir), fold)
     module = export_module(run)
     _, x_train, _ = run.load_split("train")
     if x_train.shape[0] == 0:
@@ -141,7 +161,7 @@ def load_unet_run(run_dir: Path) -> LoadedRun:
         "reparameterised": True,
         "architecture": {"base": run.doc["config"]["base"], "depth": run.doc["config"]["depth"]},
         "synthetic_data": bool(run.doc.get("synthetic", False)),
-        "stitching": {"overlap": 32, "margin": 16, "module": "agent.features.tiling"},
+        "stitching": {**stitching_geometry(tile), "module": "agent.features.tiling"},
         "source": run.doc.get("source", ""),
         "accuracy_inputs": f"{test_split} split ({x_test.shape[0]} tiles)"
         + (
