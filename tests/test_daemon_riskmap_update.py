@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.broker import Broker
 from typer.testing import CliRunner
 
 from agent.cli import _register_all, app
@@ -18,7 +19,6 @@ from agent.errors import RasterError
 from agent.inference.manager import ModelManager
 from agent.inference.settings import InferenceSettings
 from agent.riskmap import RiskMapper, load_site_raster
-from tests.conftest import Broker
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = REPO / "bundles" / "demo"

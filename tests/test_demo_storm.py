@@ -10,7 +10,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from test_daemon_support import alert_events, chain_problems, invalid_payloads, kind_of, unique
+from helpers.mqtt_checks import alert_events, chain_problems, invalid_payloads, kind_of, unique
 
 from agent.publish.watch import TopicWatcher
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_diagnose_site import Site, diagnose_json, run_agent, site_fixture, statuses  # noqa: F401
+from helpers.site import Site, diagnose_json, run_agent, statuses
 
 from agent.config import load_config
 from agent.daemon import Daemon

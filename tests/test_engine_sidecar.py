@@ -149,7 +149,7 @@ def test_engine_build_and_tensorrt_backend_reproduce_golden(tmp_path: Path) -> N
     reason = _gpu_ready()
     if reason:
         pytest.skip(reason)
-    from bundle_testlib import runs
+    from helpers.bundles import runs
 
     from agent.inference.manifest import model_entries, read_manifest
     from agent.inference.trt_backend import TrtBackend

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.broker import Broker
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
-from tests.conftest import Broker
 
 pytestmark = pytest.mark.faults
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.broker import Broker
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
 from agent.features.samples import Sample
 from agent.publish.watch import TopicWatcher
-from tests.conftest import Broker
 
 pytestmark = pytest.mark.faults
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from helpers.broker import Broker, free_port, running_broker
+from helpers.mqtt_checks import unique
 from paho.mqtt.enums import CallbackAPIVersion
-from test_daemon_support import unique
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
 from agent.features.samples import Sample
 from agent.publish.watch import Received
-from tests.conftest import Broker, free_port, running_broker
 
 REPO = Path(__file__).resolve().parent.parent
 ACL = REPO / "systemd" / "mosquitto-acl.example"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.broker import Broker, free_port, running_broker
 from typer.testing import CliRunner
 
 from agent.cli import _register_all, app
@@ -29,7 +30,6 @@ from agent.config import config_from_dict
 from agent.daemon import Daemon
 from agent.errors import LewsError
 from agent.features.samples import Sample
-from tests.conftest import Broker, free_port, running_broker
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = REPO / "bundles" / "demo"

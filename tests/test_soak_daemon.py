@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
+from helpers.broker import Broker
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
 from agent.demo.run import SimClock, Simulators, demo_config_data
 from agent.demo.scenario import DAY, START_UTC, storm
-from tests.conftest import Broker
 
 log = logging.getLogger(__name__)
 
