@@ -4,11 +4,20 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The gateway runtime also runs on Python 3.10 (JetPack 6): `make test` runs the gateway test subset
+# (tests/conftest.py leaves out modules that need torch/export) in .venv310 with only the gateway
+# install and the test tools (`pip install -e '.[test]'`, no torch, no train extra).
+PY310 ?= $(shell for p in $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/3.10.*/bin/python python3.10; do \
+  $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { command -v $$p; break; }; done)
+VENV310 := .venv310
+STAMP310 := $(VENV310)/.installed
+# faults/slow forms already run under 3.11; the 3.10 run checks the gateway code paths (a few minutes).
+PYTEST310_ARGS ?= -m "not slow and not faults"
 # Debian packages the tests and the demo use (real broker, pseudo-terminal tools, headless browser,
 # systemd-analyze and libseccomp for the unit-sandbox test).
 APT_PACKAGES := mosquitto socat chromium systemd
 
-.PHONY: venv system-deps test test-slow test-faults demo lint typecheck bench default-bundle clean
+.PHONY: venv venv310 test-py310 system-deps test test-slow test-faults demo lint typecheck bench default-bundle clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +28,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(STAMP310): pyproject.toml
+	@test -n "$(PY310)" || { echo "no Python 3.10 found (python3.10 on PATH or pyenv's versions/3.10.*): set PY310=/path/to/python3.10"; exit 1; }
+	test -x $(VENV310)/bin/python || $(PY310) -m venv $(VENV310)
+	$(VENV310)/bin/pip install -q --upgrade pip
+	$(VENV310)/bin/pip install -q -e '.[test]'
+	touch $(STAMP310)
+
+venv310: $(STAMP310)
 
 # Installs mosquitto when it is missing and we are root (the demo falls back to an embedded broker).
 system-deps:
@@ -37,6 +55,11 @@ export LEWS_SHARED_DATA ?= $(abspath $(CURDIR)/../shared/data)
 test: venv system-deps lint typecheck
 	@test -d "$(LEWS_SHARED_DATA)" || echo "WARNING: no real data at $(LEWS_SHARED_DATA): real-data tests will skip (set LEWS_SHARED_DATA)"
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-py310
+
+# The gateway test subset under Python 3.10 (no torch installed there).
+test-py310: venv310 system-deps
+	$(VENV310)/bin/python -m pytest -q $(PYTEST310_ARGS)
 
 test-faults: venv system-deps
 	$(BIN)/python -m pytest -q -m faults
@@ -54,7 +77,9 @@ lint: venv
 	$(BIN)/lint-imports
 
 typecheck: venv
-	$(BIN)/mypy agent firmware_bridge export
+	$(BIN)/mypy agent firmware_bridge export tests bench
+	# the gateway runtime against Python 3.10's standard library (no tomllib, datetime.UTC, StrEnum, ...)
+	$(BIN)/mypy --python-version 3.10 agent firmware_bridge
 
 # Every benchmark in bench/, one after the other on this machine, into bench/REPORT.md and bench/report.json
 # (bench/run_all.py; it trains tiny SYNTHETIC runs for bench_inference into /tmp/lews-bench-work, reused).
@@ -66,4 +91,4 @@ default-bundle: venv
 	$(BIN)/python -m export.make_default_bundle
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV310) .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ _REGISTRARS = (
     "agent.sensors.capture_cli",  # capture import
     "agent.replay_cli",  # replay
     "agent.bundle_cli",  # bundle verify|install
+    "agent.selftest_cli",  # selftest
     "agent.runtime_cli",  # run, config validate|example, demo
     "agent.report.cli",  # report
     "agent.web.cli",  # status-page

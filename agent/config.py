@@ -66,11 +66,16 @@ class DaemonConfig(BaseModel):
     watchdog_progress_s: float = Field(
         default=30.0,
         gt=0,
-        description="The systemd watchdog is pinged only if the pipeline and the evaluation loop made "
-        "progress within this many seconds.",
+        description="The systemd watchdog is pinged only while the evaluation loop completed a run within "
+        "this many seconds and every worker thread (serial ports, step aggregation, store writer, loops) is "
+        "alive; a silent sensor or a full disk is not a failure.",
     )
     max_worker_restarts: int = Field(
-        default=5, ge=0, description="A crashed worker thread is restarted at most this often per hour."
+        default=5,
+        ge=0,
+        description="A supervised loop that failed more than 5 times in a row is restarted in a new thread, "
+        "at most this often per hour (all loops together; counted in status as worker_restarts); then the "
+        "daemon exits (exit code 1) for systemd to restart it.",
     )
     site_raster: Path | None = Field(
         default=None,

@@ -1,51 +1,55 @@
 """The gateway daemon (`agent run`): sensors -> store -> forecast -> warning engine -> outbox -> MQTT.
 
-Threads: one per serial port (the pipeline), the store writer, the MQTT link, and the daemon's own
-supervised loops: `evaluate` (warning engine, every `daemon.evaluate_interval_s` and at once on a
-wire-alarm change), `telemetry`, and `watchdog` (pings systemd only while the pipeline and the
-evaluation loop make real progress). The wire alarm's state is published from the port thread the
-moment it is decoded, before and independently of the engine: software never delays it.
+A composition of small jobs (agent/jobs/, one module each) run by one scheduler
+(agent/jobs/scheduler.py):
+
+- ``wire`` (port threads): the wire alarm's state published the moment it is decoded, graded by the
+  engine's wire rule, before and independently of the evaluation loop;
+- loop ``evaluate`` (every ``daemon.evaluate_interval_s`` and at once on a wire change): store commit,
+  disk check, model updates, forecast, risk map, warning engine (critical), status file;
+- loop ``telemetry`` (every ``daemon.telemetry_interval_s``);
+- loop ``watchdog`` (only when systemd set a watchdog): pings only on real progress.
+
+Construction opens the store and the outbox but starts no thread; ``start()`` starts the components in
+order and, when one fails, stops those already started (newest first) before it re-raises; ``stop()``
+stops everything, each component in its own ``try``. See docs/daemon.md.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from agent import __version__
 from agent.config import AgentConfig, StatePaths
 from agent.errors import LewsError, StoreError
 from agent.features.aggregate import DAY_S, HOUR_S
-from agent.features.samples import Sample
 from agent.features.store import Store
-from agent.forecaster import Forecaster, ForecastResult
-from agent.history import HISTORY_FILE, History, save_riskmap
+from agent.forecaster import Forecaster
+from agent.history import HISTORY_FILE, History
 from agent.inference.manager import ModelManager
-from agent.publish.commands import AckRequest, VerifiedCommand
+from agent.jobs.disk import DiskJob
+from agent.jobs.evaluate import EvaluationJob
+from agent.jobs.forecast import ForecastJob
+from agent.jobs.models import ModelUpdatesJob
+from agent.jobs.riskmap import RiskMapJob
+from agent.jobs.scheduler import Lifecycle, Scheduler, Step
+from agent.jobs.status import StatusJob
+from agent.jobs.telemetry import TelemetryJob
+from agent.jobs.watchdog import WatchdogJob
+from agent.jobs.wire import WireMirror
 from agent.publish.publisher import Publisher
+from agent.publish.sensor_ids import sensor_identities
 from agent.riskmap import RiskMapper, load_site_raster
 from agent.sdnotify import Notifier
 from agent.sensors.pipeline import Pipeline
-from agent.snapshot import DISPLACEMENT_STEPS, displacement_input, rain_input, seismic_input, wire_input
-from agent.supervise import SupervisedLoop, write_json_atomic
-from agent.warning.engine import EvaluationResult, WarningEngine
-from agent.warning.inputs import RainInput, Snapshot, SpatialInput, WireInput, WireState
 from agent.web.server import StatusApp, StatusServer
 
 log = logging.getLogger(__name__)
-
-TELEMETRY_CHANNELS: dict[str, tuple[str, ...]] = {
-    "gnss": ("gnss.e_mm", "gnss.n_mm", "gnss.u_mm", "gnss.h_acc_mm", "gnss.num_sv"),
-    "rain": ("rain.mm",),
-    "seismic": ("seismic.pgv_mm_s", "seismic.trigger"),
-    "device": ("device.supply_v", "device.temp_c"),
-}
 
 
 class Daemon:
@@ -63,102 +67,178 @@ class Daemon:
         self.clock = clock
         self.notifier = notifier or Notifier()
         self.state_dir = cfg.daemon.state_dir
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.counters: Counter[str] = Counter()
         self.fatal: str | None = None
-        self._stopped = threading.Event()
-        self._lock = threading.Lock()
-        self._eval_lock = threading.Lock()  # the engine is advanced by one thread at a time
-        self._wire: WireInput | None = None
-        self._forecast: ForecastResult | None = None
-        self._last_forecast_step = -math.inf
-        self._last_result: EvaluationResult | None = None
-        self._levels: list[int] = []
-        self._refreshed_until = clock()
-        self._telemetry_from = clock()
         self.outbox_depth_at_stop = -1  # messages still queued when the daemon stopped (-1: running)
         self.inference_mode_at_stop = ""
+        self.web: StatusServer | None = None
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._refreshed_until = clock()
+        self.lifecycle = Lifecycle()
+        try:
+            self._compose(steps_every_s)
+        except BaseException:
+            self.lifecycle.stop_all()  # close what was opened (store, outbox) before re-raising
+            raise
+
+    # ---- composition ------------------------------------------------------------------------------
+    def _compose(self, steps_every_s: float) -> None:
+        cfg, clock = self.cfg, self.clock
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(cfg.store, clock=clock)
-        self.pipeline = Pipeline(
-            cfg.sensors,
-            self.store,
-            clock=clock,
-            steps_every_s=steps_every_s,
-            daily_every_s=steps_every_s,
-            hourly=True,
-        )
-        self.pipeline.subscribe(self._on_samples)
+        self.lifecycle.owns("store", self.store.close)
         inference = cfg.inference
         if inference.state_dir is None:
             inference = inference.model_copy(update={"state_dir": self.state_dir / "bundles"})
         self.models = ModelManager(inference)
-        self.forecaster = Forecaster(self.store, self.models, step_s=DAY_S)
+        self.lifecycle.owns("models", self._close_models)
+        self.forecaster = Forecaster(self.store, self.models, step_s=DAY_S, settings=cfg.warning.forecast)
         self.history = History(self.state_dir / HISTORY_FILE)  # levels and forecasts for report / page
-        self.web: StatusServer | None = None
         raster = cfg.daemon.site_raster
         self.riskmapper = RiskMapper(load_site_raster(raster), self.models) if raster is not None else None
-        self._spatial: SpatialInput | None = None
-        self._riskmap_key: tuple[float, float] | None = None
-        self._riskmap_t = -math.inf
         self.publisher = Publisher(
             cfg.mqtt,
             site=cfg.site.site,
             node=cfg.site.node,
             agent_version=__version__,
             clock=clock,
-            handlers={"ack": self._on_ack},
+            handlers={"ack": lambda cmd: self.evaluation.on_ack(cmd)},
+            sensors=sensor_identities(cfg.sensors),
+            validity_s={lvl: cfg.warning.alert.validity_s.for_level(lvl) for lvl in (1, 2, 3)},
         )
-        self.engine = self._load_engine()
-        self.loops = [
-            SupervisedLoop("evaluate", self._evaluate, cfg.daemon.evaluate_interval_s, self._on_fatal),
-            SupervisedLoop("telemetry", self._telemetry, cfg.daemon.telemetry_interval_s, self._on_fatal),
+        self.lifecycle.owns("publisher", self._stop_publisher)
+        level = self._last_level
+        self.forecast = ForecastJob(self.forecaster, self.publisher, self.history, level, clock)
+        self.riskmap = RiskMapJob(
+            self.riskmapper, self.store, self.publisher, self.state_dir, cfg.daemon.riskmap_interval_s,
+            level, clock,
+        )  # fmt: skip
+        self.wire = WireMirror(
+            self.publisher.publish_wire, lambda w: self.evaluation.wire_level(w), self._wire_changed
+        )
+        self.evaluation = EvaluationJob(
+            cfg,
+            self.store,
+            self.publisher,
+            wire=self.wire.current,
+            forecast=lambda: self.forecast.input,
+            spatial=lambda: self.riskmap.spatial,
+            clock=clock,
+            counters=self.counters,  # evaluations, events_*, engine_state_unreadable
+        )
+        self.model_updates = ModelUpdatesJob(
+            self.models, self.publisher, self.state_dir / "bundles" / "inbox", level
+        )
+        self.disk = DiskJob(
+            [self.state_dir, cfg.store.path.parent, cfg.mqtt.outbox.path.parent], self.store, self.publisher
+        )
+        self.status_job = StatusJob(self.state_dir / "status.json", self.history, self.status)
+        self.telemetry = TelemetryJob(self.store, self.publisher, self._commit_samples, clock)
+        self.pipeline = Pipeline(
+            cfg.sensors, self.store, clock=clock, steps_every_s=steps_every_s,
+            daily_every_s=steps_every_s, hourly=True,
+        )  # fmt: skip
+        self.pipeline.subscribe(self.wire.on_samples)
+        self.scheduler = Scheduler(self._on_fatal, max_restarts=cfg.daemon.max_worker_restarts)
+        self._evaluate_steps = [
+            Step("commit", self._commit_store),
+            Step("disk", self.disk.run),
+            Step("models", self.model_updates.run),
+            Step("forecast", self.forecast.run),
+            Step("riskmap", self.riskmap.run),
+            Step("evaluate", self.evaluation.run, critical=True),
+            Step("status", self.status_job.run),
         ]
-
-    # ---- state ------------------------------------------------------------------------------------
-    def _load_engine(self) -> WarningEngine:
-        """Resume the alert state committed in the outbox together with the events it produced."""
-        site = self.cfg.site.site
-        text = self.publisher.engine_state()
-        if text is not None:
-            try:
-                engine = WarningEngine.from_json(self.cfg.warning, site, text)
-                log.info("alert state resumed from the outbox (level %d)", int(engine.state.level))
-                return engine
-            except (LewsError, ValueError, KeyError) as exc:
-                self.counters["engine_state_unreadable"] += 1
-                log.error("stored alert state unreadable (%s): starting at level 0", exc)
-        return WarningEngine(self.cfg.warning, site)
+        self.evaluate_loop = self.scheduler.every(
+            "evaluate", cfg.daemon.evaluate_interval_s, self._evaluate_steps
+        )
+        self.scheduler.every(
+            "telemetry", cfg.daemon.telemetry_interval_s, [Step("telemetry", self.telemetry.run, True)]
+        )
+        self.watchdog = WatchdogJob(
+            self.notifier, cfg.daemon.watchdog_progress_s, lambda: self.evaluate_loop.last_ok, self._alive
+        )
+        interval = self.notifier.watchdog_interval_s()
+        if interval is not None:
+            self.scheduler.every("watchdog", interval, [Step("watchdog", self.watchdog.run)])
 
     # ---- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start in order: store writer, models, retained state, MQTT, ports, loops, status page."""
+        life = self.lifecycle
+        try:
+            life.start("store writer", self.store.start, lambda: None)
+            life.start("models", self._start_models, lambda: None)
+            self.wire.restore(self.publisher.retained.last("wire"))
+            # first pass before the link starts: the retained alert it re-publishes at connect is current
+            self._run_steps(self._evaluate_steps)
+            self.evaluation.publish_current()
+            life.start("publisher", self.publisher.start, lambda: None)
+            life.start("final evaluation", lambda: None, self._final_evaluation)
+            life.start("pipeline", self.pipeline.start, self.pipeline.stop)
+            life.start("scheduler", self.scheduler.start, self.scheduler.stop)
+            if self.cfg.web.enabled:
+                life.start("status page", self._start_web, self._stop_web)
+        except BaseException:
+            self._stopped.set()
+            life.stop_all()
+            raise
+        mode = self.models.mode
+        self.notifier.ready(f"running, inference {mode}")
+        log.info(
+            "daemon started: site %s node %s, inference %s", self.cfg.site.site, self.cfg.site.node, mode
+        )
+
+    def _start_models(self) -> None:
+        # verifying the bundle (signature, hashes, golden vectors) and loading engines comes first
+        self.notifier.extend_timeout(why="verifying the model bundle")
         status = self.models.start()
         self.publisher.set_backend(
             status["mode"], "normal" if status["mode"] != "rules_only" else "rules_only"
         )
-        self.publisher.start()
-        self.pipeline.start()
-        for loop in self.loops:
-            loop.start()
-        if self.cfg.web.enabled:
-            app = StatusApp(
-                StatePaths.from_config(self.cfg),
-                self.cfg.web,
-                warning=self.cfg.warning,
-                site=self.cfg.site.site,
-            )
-            self.web = StatusServer(app).start()
-        self._watchdog = threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True)
-        self._watchdog.start()
-        self.notifier.ready(f"running, inference {status['mode']}")
-        log.info(
-            "daemon started: site %s node %s, inference %s",
-            self.cfg.site.site,
-            self.cfg.site.node,
-            status["mode"],
+
+    def _close_models(self) -> None:
+        self.inference_mode_at_stop = self.models.mode
+        self.models.close()
+
+    def _stop_publisher(self) -> None:
+        self.publisher.stop("shutdown")
+        self.outbox_depth_at_stop = int(self.publisher.outbox_depth_at_close)
+
+    def _start_web(self) -> None:
+        app = StatusApp(
+            StatePaths.from_config(self.cfg), self.cfg.web, warning=self.cfg.warning, site=self.cfg.site.site
         )
+        self.web = StatusServer(app).start()
+
+    def _stop_web(self) -> None:
+        if self.web is not None:
+            self.web.stop()
+
+    def _final_evaluation(self) -> None:
+        """Last word on what the pipeline flushed at stop (runs after the ports and loops stopped)."""
+        try:
+            self.evaluation.run()
+        except LewsError as exc:
+            log.error("final evaluation failed: %s", exc)
+        self.status_job.run()
+
+    def _run_steps(self, steps: list[Step]) -> None:
+        """One pass of ``steps`` at start; a failure is logged (the loop runs them again at once)."""
+        for step in steps:
+            try:
+                step.run()
+            except Exception as exc:  # never a reason not to start: the supervised loop retries
+                self.counters["start_pass_failed"] += 1
+                log.error("%s at start failed: %s", step.name, exc)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
+
+    def request_stop(self) -> None:
+        """Ask ``wait()`` to return (signal handlers call this); ``stop()`` then shuts down."""
+        self._stopped.set()
 
     def _on_fatal(self, reason: str) -> None:
         self.fatal = reason
@@ -166,183 +246,27 @@ class Daemon:
         self._stopped.set()
 
     def stop(self) -> None:
-        self.notifier.stopping()
-        self._stopped.set()
-        self.pipeline.stop()
-        for loop in self.loops:
-            loop.stop()
-        try:
-            self._evaluate()  # last word on what the pipeline flushed at stop
-        except LewsError as exc:
-            log.error("final evaluation failed: %s", exc)
-        self._write_status()
-        if self.web is not None:
-            self.web.stop()
-        self.publisher.stop("shutdown")
-        self.outbox_depth_at_stop = int(self.publisher.outbox_depth_at_close)
-        self.inference_mode_at_stop = self.models.mode
-        self.models.close()
-        self.store.close()
+        """Stop everything started, newest first (each in its own try); idempotent."""
+        with self._stop_lock:
+            self.notifier.stopping()
+            self._stopped.set()
+            self.lifecycle.stop_all()
         log.info("daemon stopped")
 
-    # ---- the wire alarm: mirrored at once -----------------------------------------------------------
-    def _on_samples(self, _port: str, samples: Sequence[Sample]) -> None:
-        for s in samples:
-            if s.channel != "wire.state":
-                continue
-            with self._lock:
-                prev = self._wire
-                changed = prev is None or int(prev.state) != int(s.value)
-                wi = wire_input(int(s.value), s.t, s.t if changed or prev is None else prev.changed_at)
-                if wi is None:
-                    self.counters["wire_unknown_state"] += 1
-                    continue
-                self._wire = wi
-            if changed:
-                level = 3 if wi.state == WireState.TRIPPED else 0
-                self.publisher.publish_wire(int(wi.state), changed_at=wi.changed_at, level=level)
-                self.counters["wire_changes"] += 1
-                self.loops[0].wake()
-
-    # ---- evaluation -------------------------------------------------------------------------------
-    def _maybe_forecast(self, now: float) -> None:
-        step = math.floor(now / DAY_S)
-        if step <= self._last_forecast_step:
-            return
-        result = self.forecaster.run(now)
-        if result is None:
-            return
-        self._last_forecast_step = step
-        self._forecast = result
-        fc = result.forecast
-        self.publisher.publish_forecast(
-            valid_from=result.valid_from,
-            horizon_s=result.horizon_s,
-            predicted_mm={"value": fc.displacement_mm, "lo": fc.interval_mm[0], "hi": fc.interval_mm[1]},
-            exceedance={f"{k:g}": v for k, v in fc.exceed_prob.items()},
-            level=self._last_level(),
-            model_version=result.model_version,
-            backend=result.backend,
-            completeness=fc.completeness,
-            thresholds_mm={"primary": fc.threshold_mm},
-        )
-        self.history.record_forecast(
-            t=now,
-            valid_from=result.valid_from,
-            horizon_s=result.horizon_s,
-            value_mm=fc.displacement_mm,
-            lo_mm=fc.interval_mm[0],
-            hi_mm=fc.interval_mm[1],
-            model=result.model_version,
-        )
+    # ---- job glue ---------------------------------------------------------------------------------
+    def _wire_changed(self) -> None:
+        self.evaluate_loop.wake()
 
     def _last_level(self) -> int:
-        return int(self._last_result.published_level) if self._last_result is not None else 0
+        return self.evaluation.level()
 
-    def snapshot(self, now: float, wire: WireInput | None) -> Snapshot:
-        """What the engine sees at ``now``; ``wire`` is the reading taken at ``now`` (a frame decoded while
-        this snapshot is assembled belongs to the next evaluation, which it wakes)."""
-        daily = self.store.last_steps(DAY_S, DISPLACEMENT_STEPS, now)  # closed days: a day's median
-        hourly = self.store.last_steps(HOUR_S, 15 * 24, now + HOUR_S)
-        window = self.cfg.warning.seismic.max_age_s
-        seis = self.store.read_samples(now - window, now + 1.0, ["seismic.pgv_mm_s", "seismic.trigger"])
-        rain = rain_input(hourly, now)
-        self._maybe_riskmap(rain, now)
-        return Snapshot(
-            site=self.cfg.site.site,
-            wire=wire,
-            forecast=self._forecast.input if self._forecast is not None else None,
-            displacement=displacement_input(daily),
-            rain=rain,
-            seismic=seismic_input(seis, now, window),
-            spatial=self._spatial,
-        )
+    def levels_seen(self) -> list[int]:
+        return self.evaluation.levels_seen()
 
-    def _maybe_riskmap(self, rain: RainInput | None, now: float) -> None:
-        """Re-run the U-Net when the rain event changed or the map is older than riskmap_interval_s."""
-        if self.riskmapper is None:
-            return
-        p = rain.event_mean_intensity_mm_h if rain is not None else 0.0
-        d = rain.event_duration_h if rain is not None else 0.0
-        key = (round(p, 1), round(d))
-        due = now - self._riskmap_t >= self.cfg.daemon.riskmap_interval_s
-        if key == self._riskmap_key and not due:
-            return
-        result = self.riskmapper.run(p, d, now)
-        if result is None:
-            return
-        self._riskmap_key, self._riskmap_t, self._spatial = key, now, result.spatial
-        save_riskmap(
-            self.state_dir, result.probability, t=now, threshold=result.spatial.probability_threshold
-        )
-        self.publisher.publish_riskmap(
-            result.summary,
-            level=self._last_level(),
-            model_version=result.spatial.model_version,
-            completeness=result.spatial.completeness,
-        )
+    def _commit_store(self) -> None:
+        self._commit_samples(self.clock(), steps=True)
 
-    def _model_updates(self) -> None:
-        """Stage a bundle dropped into the inbox; switch to a staged one only while the site is at level 0."""
-        inbox = self.state_dir / "bundles" / "inbox"
-        for entry in sorted(inbox.iterdir()) if inbox.is_dir() else []:
-            if entry.name.startswith("."):
-                continue  # still being copied (write to .name, then rename)
-            try:
-                self.models.stage_update(entry)
-            except LewsError as exc:
-                log.error("model update %s refused: %s", entry.name, exc)
-            finally:  # staged (copied into a slot) or refused: either way it leaves the inbox
-                if entry.is_dir():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink(missing_ok=True)
-        if self.models.try_switch(lambda: self._last_level() == 0):
-            status = self.models.status()
-            self.publisher.set_backend(status["mode"], "normal")
-
-    def request_stop(self) -> None:
-        """Ask ``wait()`` to return (signal handlers call this); ``stop()`` then shuts down."""
-        self._stopped.set()
-
-    def _evaluate(self) -> None:
-        with self._eval_lock:
-            self._evaluate_locked()
-
-    def _evaluate_locked(self) -> None:
-        now = self.clock()
-        with self._lock:
-            wire = self._wire
-        self._commit_store(now)
-        self._model_updates()
-        self._maybe_forecast(now)
-        result = self.engine.evaluate(self.snapshot(now, wire), now)
-        self.publisher.publish_evaluation(result, state=self.engine.state.to_json())
-        for ev in result.events:
-            self.counters[f"events_{ev.kind}"] += 1
-        with self._lock:
-            self._last_result = result
-            if not self._levels or self._levels[-1] != int(result.published_level):
-                self._levels.append(int(result.published_level))
-        self.counters["evaluations"] += 1
-        self._write_status()
-
-    def _on_ack(self, cmd: VerifiedCommand) -> str:
-        req = AckRequest.from_command(cmd)
-        with self._eval_lock:
-            event = self.engine.acknowledge(req.by, self.clock(), note=req.note, alert_id=req.alert_id)
-            self.publisher.publish_alert_event(
-                event,
-                current_explanation=event.explanation,
-                current_level=int(self.engine.state.level),
-                current_alert_id=self.engine.state.alert_id,
-                acknowledged_by=req.by,
-                state=self.engine.state.to_json(),
-            )
-        return f"acknowledged {event.alert_id} by {req.by}"
-
-    # ---- telemetry, status, watchdog ----------------------------------------------------------------
-    def _commit_store(self, now: float, *, steps: bool = True) -> None:
+    def _commit_samples(self, now: float, *, steps: bool = False) -> None:
         """Commit queued samples (and, in compressed time, the steps touched). A full or failing store
         must not stop the engine: the store keeps what it could not write and retries; the sources
         whose data is missing become "no data", and the wire alarm (in memory) is still graded."""
@@ -353,38 +277,23 @@ class Daemon:
             self.store.flush()
         except StoreError as exc:
             self.counters["store_unavailable"] += 1
-            if self.counters["store_unavailable"] == 1 or self.counters["store_unavailable"] % 100 == 0:
-                log.error(
-                    "store unavailable (%d times): %s; evaluating with what it holds",
-                    self.counters["store_unavailable"],
-                    exc,
-                )
+            n = self.counters["store_unavailable"]
+            if n == 1 or n % 100 == 0:
+                log.error("store unavailable (%d times): %s; evaluating with what it holds", n, exc)
 
-    def _telemetry(self) -> None:
-        """Per-sensor summaries of the samples since the last run (in data time)."""
-        now = self.clock()
-        start, self._telemetry_from = self._telemetry_from, now
-        self._commit_store(
-            now, steps=False
-        )  # samples stamped before `now` are committed before they are read
-        data = self.store.read_samples(start, now)
-        with self.publisher.telemetry_batch():  # one outbox commit for the round
-            for sensor, channels in TELEMETRY_CHANNELS.items():
-                vals = {c: data[c][1] for c in channels if c in data and data[c][1].size}
-                if not vals:
-                    continue
-                summary = {c: float(v.sum() if c == "rain.mm" else v[-1]) for c, v in vals.items()}
-                count = max(v.size for v in vals.values())
-                self.publisher.publish_telemetry(
-                    sensor, summary, window_start=start, window_end=now, completeness=None, count=count
-                )
+    def _alive(self) -> dict[str, bool]:
+        """Liveness of every worker thread the watchdog vouches for."""
+        alive = {f"serial-{r.name}": bool(r.running) for r in self.pipeline.readers}
+        stepper = self.pipeline._stepper
+        alive["pipeline-steps"] = stepper is not None and stepper.is_alive()
+        alive["store-writer"] = self.store.writer_alive
+        alive.update({name: lp.alive for name, lp in self.scheduler.loops.items() if name != "watchdog"})
+        return alive
 
-    def levels_seen(self) -> list[int]:
-        with self._lock:
-            return list(self._levels)
-
+    # ---- status -----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        res = self._last_result
+        res = self.evaluation.last
+        wire = self.wire.current()
         return {
             "version": __version__,
             "site": self.cfg.site.site,
@@ -392,44 +301,22 @@ class Daemon:
             "time": self.clock(),
             "published_level": int(res.published_level) if res is not None else None,
             "sources": {k: v.to_dict() for k, v in res.source_levels.items()} if res is not None else {},
+            "wire": None if wire is None else {"state": int(wire.state), "changed_at": wire.changed_at},
             "inference": self.models.status(),
             "forecaster": dict(self.forecaster.counters),
             "pipeline": self.pipeline.counters(),
             "publish": self.publisher.stats(),
-            "daemon": dict(self.counters),
-            "loops": {lp.name: {"runs": lp.runs, "failures": lp.failures} for lp in self.loops},
+            "disk": self.disk.state,
+            "daemon": {
+                **self.counters,
+                **self.status_job.counters,
+                **{f"wire_{k}": v for k, v in self.wire.counters.items()},
+                **{f"watchdog_{k}": v for k, v in self.watchdog.counters.items()},
+                **{f"step_failed.{k}": v for k, v in self.scheduler.step_failures.items()},
+            },
+            "loops": self.scheduler.stats(),
+            "worker_restarts": self.scheduler.restarts,
+            "max_worker_restarts": self.cfg.daemon.max_worker_restarts,
             "fatal": self.fatal,
+            "stopped": self._stopped.is_set(),  # the last status.json of a clean stop says so
         }
-
-    def _write_status(self) -> None:
-        try:
-            status = self.status()
-            write_json_atomic(self.state_dir / "status.json", status)
-            self.history.record_status(status)
-        except OSError as exc:
-            self.counters["status_write_failed"] += 1
-            log.warning("status file not written: %s", exc)
-
-    def _progressing(self) -> bool:
-        """Real progress: the evaluation loop ran recently and every port thread is alive.
-
-        A silent sensor is not a reason to restart (it is reported as "no data"); a stuck loop is.
-        """
-        limit = self.cfg.daemon.watchdog_progress_s
-        evaluate = self.loops[0]
-        loop_ok = math.isfinite(evaluate.last_ok) and time.monotonic() - evaluate.last_ok < limit
-        return loop_ok and all(r.running for r in self.pipeline.readers)
-
-    def _watchdog_loop(self) -> None:
-        interval = self.notifier.watchdog_interval_s()
-        if interval is None:
-            return
-        while not self._stopped.wait(interval):
-            if self._progressing():
-                self.notifier.watchdog()
-            else:
-                self.counters["watchdog_withheld"] += 1
-                log.error(
-                    "watchdog withheld: no pipeline/evaluation progress for %.0f s",
-                    self.cfg.daemon.watchdog_progress_s,
-                )

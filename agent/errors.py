@@ -33,6 +33,10 @@ class SiteSeriesError(DataError):
     """A site-series CSV (or the source it is imported from) cannot be used as is."""
 
 
+class RainCatalogueError(DataError):
+    """A rain record, landslide list or day table for threshold calibration cannot be used as is."""
+
+
 class RasterError(DataError):
     """A raster tile / stack / patch cannot be used as is."""
 
@@ -89,6 +93,14 @@ class EngineMismatchError(BundleError):
 
 class BackendUnavailableError(LewsError):
     """An inference backend (tensorrt, CUDA provider, ...) is not installed or has no device."""
+
+
+class InferenceTimeoutError(BackendUnavailableError):
+    """A call into the inference thread did not return within its deadline (hung GPU/driver)."""
+
+
+class SelftestError(LewsError):
+    """`agent selftest` could not run or a stage of it failed (bundle, engine, golden, timed batch)."""
 
 
 class InferenceInputError(LewsError):

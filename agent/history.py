@@ -201,7 +201,9 @@ class History:
                     self._trim()
             except OSError as exc:
                 self.counters["dropped.write_failed"] += 1
-                log.warning("history %s not written: %s", self.path, exc)
+                n = self.counters["dropped.write_failed"]
+                if n == 1 or n % 100 == 0:  # a full disk: once, then every 100th
+                    log.warning("history %s not written (%d times): %s", self.path, n, exc)
                 return False
         self.counters["written"] += 1
         return True
@@ -211,8 +213,12 @@ class History:
         lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
         keep = lines[len(lines) // 2 :]
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(keep), encoding="utf-8")
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text("".join(keep), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         self.counters["trimmed_lines"] += len(lines) - len(keep)
 
 
@@ -234,11 +240,15 @@ def save_riskmap(
     arrays: dict[str, Any] = {"probability": prob, "t": np.float64(t), "synthetic": np.bool_(synthetic)}
     if threshold is not None:
         arrays["threshold"] = np.float64(threshold)
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # disk full, I/O error: never leave the temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

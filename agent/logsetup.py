@@ -31,13 +31,42 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
+# syslog priorities (sd-daemon.h SD_CRIT..SD_DEBUG) for journald's "<N>" line prefix
+PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+class JournalPriority(logging.Formatter):
+    """Prefix each line with "<N>", its syslog priority: journald (SyslogLevelPrefix=yes, the default)
+    strips it and stores the entry with that PRIORITY, so `journalctl -p err` shows the errors."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = next((p for lvl, p in sorted(PRIORITY.items(), reverse=True) if record.levelno >= lvl), 7)
+        return f"<{prio}>" + self.inner.format(record)
+
+
+def stderr_is_journal() -> bool:
+    """systemd sets JOURNAL_STREAM=dev:inode when stderr is connected to journald (systemd.exec(5))."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
+
+
 def setup_logging() -> None:
     level = os.environ.get("LEWS_LOG_LEVEL", "INFO").upper()
     handler = logging.StreamHandler()
+    inner: logging.Formatter
     if os.environ.get("LEWS_LOG_FORMAT", "text").lower() == "json":
-        handler.setFormatter(JsonFormatter())
+        inner = JsonFormatter()
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        inner = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JournalPriority(inner) if stderr_is_journal() else inner)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if level in level_names() else "INFO")

@@ -111,15 +111,22 @@ def demo(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Final summary as one JSON line.")] = False,
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 0.0,
-    workdir: Annotated[
-        Path | None, typer.Option(help="Keep state here (default: a temporary folder).")
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="Put every file of the demo's daemon (state, store, outbox, bundle slots, agent.toml) "
+            "under this folder and keep it (default: a new folder under /tmp, named at the end).",
+        ),
     ] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Same as --state-dir.")] = None,
 ) -> None:
     """Simulated site (storm, acceleration, wire trip) -> daemon -> MQTT, with a live view and a summary."""
     from agent.demo.run import run_demo
 
+    root = state_dir if state_dir is not None else workdir
     try:
-        code = run_demo(duration=duration, broker=broker, json_out=json_out, speed=speed, workdir=workdir)
+        code = run_demo(duration=duration, broker=broker, json_out=json_out, speed=speed, workdir=root)
     except LewsError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)

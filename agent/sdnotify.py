@@ -9,6 +9,9 @@ import socket
 log = logging.getLogger(__name__)
 
 
+START_EXTEND_S = 300.0  # EXTEND_TIMEOUT_USEC the daemon sends while the bundle verifies at start
+
+
 class Notifier:
     """Sends sd_notify datagrams when run under systemd (Type=notify); a no-op elsewhere."""
 
@@ -60,3 +63,9 @@ class Notifier:
 
     def stopping(self) -> bool:
         return self.notify("STOPPING=1")
+
+    def extend_timeout(self, seconds: float = START_EXTEND_S, why: str = "") -> bool:
+        """Ask systemd for `seconds` more before the start (or stop) times out: bundle verification
+        and TensorRT engine loading at start can outlast TimeoutStartSec on a slow Jetson."""
+        msg = f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}"
+        return self.notify(msg + (f"\nSTATUS={why}" if why else ""))

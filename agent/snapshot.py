@@ -66,6 +66,9 @@ def rain_input(hourly: StepTable, now: float, dry_gap_h: float = 6.0) -> RainInp
         event_mean_intensity_mm_h=mean_i,
         completeness=float(np.mean(last_day)) if last_day.size else 0.0,
         antecedent_mm={k: v for k, v in antecedent.items() if math.isfinite(v)},
+        hourly_start=hourly.times.astype(np.float64),
+        hourly_mm=filled,
+        hourly_present=comp > 0,
     )
 
 

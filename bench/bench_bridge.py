@@ -6,11 +6,13 @@ runs in its port's thread); the thread count and CPU count are printed with the 
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 import tty
 from collections.abc import Callable
+from pathlib import Path
 
 import serial
 import typer
@@ -78,8 +80,14 @@ def _pty_rate(data: bytes, expected: int, bulk: bool) -> float:
 
 
 @app.command()
-def main(seconds: float = 600.0, repeat: int = 3, chunk: int = 4096) -> None:
+def main(
+    seconds: float = 600.0,
+    repeat: int = 3,
+    chunk: int = 4096,
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
+) -> None:
     """Decode a simulated site stream (100 Hz geophone in 50-sample int32 blocks, rain, wire, heartbeats)."""
+    fig: dict[str, float] = {}
     scenario = Scenario(
         duration_s=seconds,
         rain=(RainStep(0, 0), RainStep(60, 30.0)),
@@ -90,6 +98,9 @@ def main(seconds: float = 600.0, repeat: int = 3, chunk: int = 4096) -> None:
     )
     data = b"".join(b for _, b in generate_frames(scenario))
     frames, elapsed = _decode_rate(data, chunk, repeat)
+    fig["site_stream_frames_per_s"] = round(frames / elapsed)
+    fig["site_stream_MB_per_s"] = round(len(data) / elapsed / 1e6, 2)
+    fig["cpu_fraction_of_real_time_pct"] = round(100 * elapsed / seconds, 3)
     typer.echo(f"threads: {threading.active_count()} (decoder is single-threaded); cpus: {os.cpu_count()}")
     typer.echo(f"site stream: {seconds:.0f} s simulated, {frames} frames, {len(data) / 1e6:.2f} MB")
     typer.echo(
@@ -104,6 +115,7 @@ def main(seconds: float = 600.0, repeat: int = 3, chunk: int = 4096) -> None:
     rain_data = b"".join(rain.encode(Rain(i, i, 0)) for i in range(50_000))
     n, t = _decode_rate(rain_data, chunk, repeat)
     typer.echo(f"decode RAIN only: {n / t:,.0f} frames/s")
+    fig["rain_frames_per_s"] = round(n / t)
     seis = FrameEncoder(boot_id=3)
     block = tuple(range(-25, 25))
     seis_data = b"".join(
@@ -111,6 +123,7 @@ def main(seconds: float = 600.0, repeat: int = 3, chunk: int = 4096) -> None:
     )
     n, t = _decode_rate(seis_data, chunk, repeat)
     typer.echo(f"decode SEISMIC (50 x int32): {n / t:,.0f} frames/s = {n * 50 / t:,.0f} samples/s")
+    fig["seismic_samples_per_s"] = round(n * 50 / t)
     rate = _encode_rate(lambda i: Rain(i, i, 0), 50_000)
     typer.echo(f"encode RAIN: {rate:,.0f} frames/s")
     pty_data = rain_data[: len(rain_data) // 10]
@@ -120,6 +133,10 @@ def main(seconds: float = 600.0, repeat: int = 3, chunk: int = 4096) -> None:
     typer.echo(
         f"pty + pyserial, RAIN frames: read(in_waiting) {bulk:,.0f} frames/s, read(1) {single:,.0f} frames/s"
     )
+    fig["pty_bulk_frames_per_s"] = round(bulk)
+    fig["pty_single_frames_per_s"] = round(single)
+    if json_out is not None:
+        json_out.write_text(json.dumps(fig) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

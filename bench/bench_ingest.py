@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import sys
 import tempfile
 import threading
 import time
@@ -27,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memlib import load
 
 from agent.features.samples import Sample
 from agent.features.settings import StoreConfig
@@ -134,6 +138,7 @@ def bench_replay(tmp: Path, seconds: float) -> dict[str, Any]:
         "samples_per_channel": dict(result.samples),
         "drops": result.drops(),
         "threads_during_replay": 2,
+        "load": load(),
     }
 
 

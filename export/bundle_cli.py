@@ -76,9 +76,11 @@ def engine(
     public_key: Path = typer.Option(None, "--public-key", help="Verify the bundle with this key first."),
     model: list[str] = typer.Option(None, "--model", help="Only these models (default: all)."),
     precision: str = typer.Option("int8", "--precision", help="int8 (Q/DQ, strongly typed) or fp32."),
-    fp16: bool = typer.Option(False, "--fp16", help="Allow FP16 kernels (weakly typed network)."),
     workspace_mib: int = typer.Option(256, "--workspace-mib", help="Builder workspace limit."),
-    max_batch: int = typer.Option(8, "--max-batch", help="Optimisation profile: batch 1..max, opt = max."),
+    max_batch: int = typer.Option(8, "--max-batch", help="Optimisation profile: batch 1..max."),
+    opt_batch: int = typer.Option(
+        0, "--opt-batch", help="Profile opt batch (0: the batch the daemon runs for each model)."
+    ),
     tolerance_scale: float = typer.Option(1.0, "--tolerance-scale", help="Multiply golden tolerances."),
 ) -> None:
     """Build TensorRT engines on this device from the bundle's Q/DQ ONNX; check golden vectors."""
@@ -86,10 +88,10 @@ def engine(
 
     opts = BuildOptions(
         precision=precision,
-        fp16=fp16,
         workspace_bytes=workspace_mib << 20,
         max_batch=max_batch,
         tolerance_scale=tolerance_scale,
+        opt_batch=opt_batch or None,
     )
     try:
         written = build_engines(bundle_dir, opts, models=model or None, public_key=public_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -43,16 +44,35 @@ _REGISTRARS = (
     "export.displacement.cli",  # data import ..., data synth series, train/evaluate displacement, finetune
     "export.unet.cli",  # data synth scenes, train/evaluate/predict unet
     "export.bundle_cli",  # keygen, bundle, engine
+    "export.rain.cli",  # data import rain-catalogue, calibrate rain, report rain
 )
 
 
-def _register_all() -> None:
-    for name in _REGISTRARS:
+# The toolchain needs Python 3.11+; only `engine` (torch-free, agent/inference/trt_build.py) also runs
+# on the gateway's Python 3.10 (JetPack 6), where the other commands stop with this message.
+TOOLCHAIN_PYTHON = (3, 11)
+GATEWAY_COMMANDS = ("engine",)
+
+
+def _register_all(registrars: tuple[str, ...] = _REGISTRARS) -> None:
+    for name in registrars:
         importlib.import_module(name).register(GROUPS)
 
 
 def main() -> None:
     setup_logging()
+    if sys.version_info < TOOLCHAIN_PYTHON:
+        if sys.argv[1:2] and sys.argv[1] in GATEWAY_COMMANDS:
+            _register_all(("export.bundle_cli",))
+            app()
+            return
+        typer.echo(
+            f"error: agent-export (training, quantization, bundles) needs Python 3.11 or 3.12; this is "
+            f"{sys.version.split()[0]}. On a gateway only `agent-export engine` runs on 3.10 "
+            "(fix: run the toolchain from a Python 3.11 venv: `make venv`; on the gateway use `agent`)",
+            err=True,
+        )
+        raise SystemExit(2)
     _register_all()
     app()
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import pytest
 from helpers.broker import Broker, free_port, running_broker
 from helpers.site import Site
+from helpers.toolchain import HAS_TORCH, TOOLCHAIN_IMPORT
 from helpers.wait import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,16 +19,14 @@ REPO = Path(__file__).resolve().parent.parent
 # A gateway install (Python 3.10 on JetPack 6, `pip install '.[test]'`) has no torch and no toolchain
 # extra. There, test modules that import torch, export/ or the bundle-building test helpers are not
 # collected; the run says which and why at the end. With torch installed everything is collected.
-TOOLCHAIN_IMPORT = re.compile(r"^\s*(?:import|from)\s+(?:torch|export|helpers\.bundles)\b", re.M)
-HAS_TORCH = importlib.util.find_spec("torch") is not None
-NOT_COLLECTED: list[str] = []
+NOT_COLLECTED: set[str] = set()
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if HAS_TORCH or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
         return None
     if TOOLCHAIN_IMPORT.search(collection_path.read_text(encoding="utf-8")):
-        NOT_COLLECTED.append(collection_path.name)
+        NOT_COLLECTED.add(collection_path.name)
         return True
     return None
 

@@ -7,11 +7,11 @@ import logging
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
+from agent.compat import tomllib
 from agent.config import config_from_dict, load_config
 from agent.config_example import example_toml
 from agent.errors import ConfigError

@@ -115,9 +115,9 @@ def test_bundle_install_is_staged_and_switched_by_the_running_daemon(
         first_slot = daemon.models.status()["bundle_dir"]
         # a spatial summary is made at the first evaluation (no rain: the LSI is flat)
         deadline = time.monotonic() + 20
-        while daemon._spatial is None and time.monotonic() < deadline:
+        while daemon.riskmap.spatial is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert daemon._spatial is not None and daemon.riskmapper is not None
+        assert daemon.riskmap.spatial is not None and daemon.riskmapper is not None
         _register_all()
         tampered = tmp_path / "tampered"
         shutil.copytree(BUNDLE, tampered)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers.mqtt_checks import chain_problems, invalid_payloads, kind_of
 
+from agent.compat import tomllib
 from agent.config import config_from_dict
 from agent.demo.harness import toml_text
 from agent.demo.run import SimClock, demo_config_data

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from helpers.mqtt_checks import alert_events, chain_problems, invalid_payloads, kind_of, unique
 
@@ -24,7 +25,7 @@ def _t(iso: str) -> float:
 def test_storm_reaches_watch_before_the_wire_and_warning_with_it(mosquitto, tmp_path: Path) -> None:
     watcher = TopicWatcher(mosquitto.host, mosquitto.port, "lews/v1/#").start()
     cmd = [sys.executable, "-m", "agent.cli", "demo", "--duration", f"{DURATION_S:g}"]
-    cmd += ["--broker", f"{mosquitto.host}:{mosquitto.port}", "--json", "--workdir", str(tmp_path / "demo")]
+    cmd += ["--broker", f"{mosquitto.host}:{mosquitto.port}", "--json", "--state-dir", str(tmp_path / "demo")]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION_S + 60)
         watcher.wait_for(
@@ -42,8 +43,9 @@ def test_storm_reaches_watch_before_the_wire_and_warning_with_it(mosquitto, tmp_
     assert summary["messages_published"] >= len(unique(received))
     assert summary["outbox_depth_at_stop"] == 0
 
-    # Every payload this subscriber got is valid against its schema (CAP: CAP 1.2 XML).
+    # Every payload this subscriber got is valid against its schema (CAP: CAP 1.2 XML) and consistent.
     assert invalid_payloads(received) == []
+    assert inconsistent_payloads(unique(received)) == []
 
     msgs = unique(received)
     wire = [m.json() for m in msgs if kind_of(m.topic) == "wire"]
@@ -70,3 +72,43 @@ def test_storm_reaches_watch_before_the_wire_and_warning_with_it(mosquitto, tmp_
     assert alerts[-1]["level"] == 3 and "wire" in alerts[-1]["explanation"]["contributing"]
     # Every event and current alert explains itself.
     assert all(e["summary"] and e["event"]["explanation"]["sources"] for e in events)
+
+    # The state is kept where --workdir said, with a configuration `agent status` reads.
+    workdir = Path(summary["workdir"])
+    assert workdir == tmp_path / "demo" and (workdir / "store.sqlite").is_file()
+    assert "status page: http://" in proc.stderr  # the live view goes to stderr with --json
+    status = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "status", "--config", summary["config"], "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    doc = json.loads(status.stdout)
+    assert doc["running"] is False and "daemon stopped" in doc["message"]  # a clean stop, not STALE
+    assert status.returncode == 1
+
+
+def inconsistent_payloads(msgs: list[Any]) -> list[str]:
+    """What a subscriber could misread: exceedance against the interval, expiry, the model named."""
+    problems: list[str] = []
+    for m in msgs:
+        kind = kind_of(m.topic)
+        if not m.payload or kind not in ("forecast", "alert", "alert/event"):
+            continue
+        doc = m.json()
+        if kind == "forecast":
+            for h in doc["horizons"]:
+                for e in h["exceedance"]:
+                    where = f"forecast {h['horizon_s']} s: P(> {e['threshold_mm']} mm) = {e['probability']}"
+                    if e["threshold_mm"] < h["lo_mm"] and e["probability"] < 0.5:
+                        problems.append(f"{where}, low below the interval")
+                    if e["threshold_mm"] > h["hi_mm"] and e["probability"] > 0.5:
+                        problems.append(f"{where}, high above the interval")
+            continue
+        exp = doc["explanation"] if kind == "alert" else doc["event"]["explanation"]
+        if (doc["level"] > 0) != (doc["expires"] is not None):
+            problems.append(f"{kind} level {doc['level']} with expires {doc['expires']}")
+        elif doc["expires"] is not None and _t(doc["expires"]) <= _t(doc["time"]):
+            problems.append(f"{kind} expires {doc['expires']} before its time {doc['time']}")
+        modelled = [exp["models"][s] for s in exp["contributing"] if s in exp["models"]]
+        if (doc["model_version"] is None) != (not modelled):
+            problems.append(f"{kind} model_version {doc['model_version']} but contributing models {modelled}")
+    return problems

@@ -15,13 +15,14 @@ from cryptography.x509.oid import NameOID
 from helpers.broker import Broker, free_port, running_broker
 from helpers.site import diagnose_json, write_config
 
+from agent.compat import UTC
 from agent.demo.run import demo_config_data
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
 
 def _cert(days: float, tmp: Path) -> tuple[Path, Path, Path]:
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lews test CA")])
     ca = (

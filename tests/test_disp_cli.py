@@ -85,11 +85,28 @@ def test_train_evaluate_json_contract(trained: Path) -> None:
     out = _ok("evaluate", "displacement", str(trained / "run"), "--json")
     r = json.loads(out)
     assert r["test_steps"] > 50 and r["threshold_mm"] > 0 and r["synthetic"] is True
-    for name in ("multitask", "single_task", "persistence", "gbr", "moving_average"):
-        assert set(r["models"][name]) >= MODEL_KEYS, name
-        assert 0.0 <= r["models"][name]["interval_coverage"] <= 1.0
-        assert r["models"][name]["interval_nominal"] == 0.9
+    assert r["noise_sigma_mm"] > 0 and r["horizons_steps"] == [1, 3, 7]
     run = json.loads((trained / "run/run.json").read_text())
+    assert r["chosen_model"] == run["export_model"] == run["meta"]["model_variant"]
+    assert set(r["episodes_per_split"]) == {"fit", "cal", "test"}
+    for name in ("multitask", "single_task", "persistence", "gbr", "moving_average", "linear_trend"):
+        m = r["models"][name]
+        assert set(m) >= MODEL_KEYS, name
+        assert 0.0 <= m["interval_coverage"] <= 1.0 and m["interval_nominal"] == 0.9
+        assert m["mae_mm"] == pytest.approx(m["horizons"]["1"]["mae_mm"])
+        for h in ("1", "3", "7"):
+            assert set(m["horizons"][h]) >= {"mae_mm", "rmse_mm", "skill_vs_moving_average", "coverage"}
+            assert 0.0 <= m["horizons"][h]["coverage"] <= 1.0
+        assert set(m["warning"]) >= {"episodes", "episodes_caught", "false_alarm_days_per_year", "f2"}
+        assert (
+            m["warning"]["episodes_caught"]
+            <= m["warning"]["episodes"]
+            == r["models"]["persistence"]["warning"]["episodes"]
+        )
+        assert 0.0 <= m["warning"]["brier"] <= 1.0
+    assert r["models"]["moving_average"]["horizons"]["7"]["skill_vs_moving_average"] == 0.0
+    for rule in ("velocity_threshold", "inverse_velocity"):
+        assert r["models"][rule]["mae_mm"] is None and "f2" in r["models"][rule]["warning"]
     assert run["kind"] == "displacement" and run["meta"]["conformal_half_width_mm"] > 0
     assert 0.05 <= run["meta"]["exceed_prob_cutoff"] <= 0.95
     assert r["models"]["multitask"]["prob_cutoff"] == run["exceed_prob_cutoff"]["multitask"]
@@ -134,7 +151,8 @@ def test_finetune_three_way(trained: Path) -> None:
         "5",
     )
     r = json.loads(_ok("evaluate", "displacement", str(trained / "ft"), "--json", "--no-plots"))
-    assert {"multitask", "source_only", "scratch", "persistence"} <= set(r["models"])
+    assert {"multitask", "source_only", "scratch", "persistence", "moving_average"} <= set(r["models"])
+    assert r["models"]["scratch"]["horizons"]["7"]["mae_mm"] > 0
     assert r["stations"] == ["S3"]
     ft = json.loads((trained / "ft/run.json").read_text())
     assert ft["mode"] == "finetune" and ft["adaptation_steps"] == 90
@@ -158,10 +176,45 @@ def test_load_run_for_export(trained: Path) -> None:
     assert x.dtype == np.float32 and x.shape[1:] == (f, w) and x.shape[0] >= 50
     assert "S1" in m.calibration_description and "SYNTHETIC" in m.calibration_description
     assert not m.module.training
+    assert m.meta["horizons_steps"] == [1, 3, 7] and m.meta["model_variant"] == loaded_variant(trained)
     with torch.no_grad():
-        disp, prob = m.module(torch.from_numpy(m.test_inputs["window"][:4]))
-    assert disp.shape == (4, 1) and prob.shape == (4, len(m.meta["thresholds_mm"]))
-    assert m.test_targets["displacement_mm"].shape[0] == m.test_inputs["window"].shape[0]
+        out = m.module(torch.from_numpy(m.test_inputs["window"][:4]))
+    disp = out[0] if isinstance(out, tuple) else out
+    assert disp.shape == (4, 3)
+    assert m.test_targets["displacement_mm"].shape == (m.test_inputs["window"].shape[0], 3)
+    assert np.isfinite(m.test_targets["displacement_mm"]).all()
+
+
+def loaded_variant(trained: Path) -> str:
+    return str(json.loads((trained / "run/run.json").read_text())["export_model"])
+
+
+def test_bundle_model_override_and_reference_export(trained: Path) -> None:
+    """--export-model moving_average: the bundle carries the moving average as a one-output graph."""
+    _ok(
+        "train",
+        "displacement",
+        str(trained / "S1.csv"),
+        str(trained / "S2.csv"),
+        "--out",
+        str(trained / "ma"),
+        "--epochs",
+        "2",
+        "--gbr-estimators",
+        "5",
+        "--export-model",
+        "moving_average",
+        "--horizons",
+        "1,7",
+    )
+    (m,) = load_run(trained / "ma").models
+    assert m.output_names == ["displacement_mm"] and m.meta["model_variant"] == "moving_average"
+    assert m.meta["warning_source"] == "distribution" and set(m.meta["residual_quantiles"]) == {"1", "7"}
+    x = m.test_inputs["window"][:5]
+    with torch.no_grad():
+        got = m.module(torch.from_numpy(x)).numpy()
+    v = x[:, 0, :] * m.meta["norm_std"][0] + m.meta["norm_mean"][0]
+    np.testing.assert_allclose(got, v.mean(axis=1)[:, None] * np.array([1.0, 7.0]), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.faults

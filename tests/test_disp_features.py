@@ -7,6 +7,7 @@ import pytest
 
 from agent.errors import BundleSchemaError, SiteSeriesError, TrainingError
 from agent.features import displacement as fd
+from agent.features.forecast_output import interpret
 from agent.features.site_series import SiteSeries, parse_iso
 from export.data.synthetic import generate_series
 from export.displacement.dataset import prepare, split_bounds
@@ -68,6 +69,9 @@ def test_splits_are_chronological_and_fitted_on_train_only() -> None:
         assert t_fit.max() < t_cal.min() <= t_cal.max() < t_test.min()
         assert t_cal.max() < s.times[train_end] <= t_test.min()
         assert t_fit.max() < s.times[fit_end]
+        # every horizon's target of a training window lies before the test part
+        last = (max(prep.meta["horizons_steps"]) - 1) * 86400.0
+        assert t_cal.max() + last < s.times[train_end] and t_fit.max() + last < s.times[fit_end]
     # changing the TEST part (and the calibration part) does not change anything fitted
     wild = []
     for s in series:
@@ -77,7 +81,8 @@ def test_splits_are_chronological_and_fitted_on_train_only() -> None:
             w.columns[c][train_end:] = w.columns[c][train_end:] * 50 + 1000
         wild.append(w)
     prep2 = prepare(wild, train_fraction=0.7, window=10)
-    for key in ("norm_mean", "norm_std", "thresholds_mm", "station_projections", "feature_names"):
+    keys = ("norm_mean", "norm_std", "thresholds_mm", "station_projections", "feature_names")
+    for key in (*keys, "station_warnings", "noise", "scale_floor_mm"):
         assert prep2.meta[key] == prep.meta[key], key
     np.testing.assert_array_equal(prep2.fit.x, prep.fit.x)
     assert not np.array_equal(prep2.test.y, prep.test.y)
@@ -97,7 +102,7 @@ def test_normalisation_matches_fit_rows_and_threshold_is_train_percentile() -> N
 
 def test_gateway_window_equals_training_window_and_interpret() -> None:
     s = generate_series(200, seed=9)
-    prep = prepare([s], train_fraction=0.7, window=12)
+    prep = prepare([s], train_fraction=0.7, window=12, horizons=(1,))
     meta = dict(prep.meta, conformal_half_width_mm=1.5)
     end = len(prep.test) - 1  # the last test window ends at step t_target - 1
     last_end_step = int(np.searchsorted(s.times, prep.test.t[end])) - 1
@@ -105,24 +110,24 @@ def test_gateway_window_equals_training_window_and_interpret() -> None:
     assert x.shape == (1, len(meta["feature_names"]), 12)
     np.testing.assert_array_equal(x[0], prep.test.x[end])
     assert comp >= meta["min_completeness"]
+    # an older one-horizon bundle (no residual quantiles): conformal interval, exceedance head
     k = len(meta["thresholds_mm"])
-    fc = fd.interpret(
+    fc = interpret(
         {"displacement_mm": np.array([[2.0]]), "exceed_prob": np.linspace(0.9, 0.1, k)[None]}, meta, comp
     )
-    assert fc.interval_mm == (0.5, 3.5) and fc.interval_nominal == 0.9
+    assert fc.displacement_mm == 2.0 and fc.interval_mm == (0.5, 3.5) and fc.interval_nominal == 0.9
     assert fc.exceeds_threshold == (meta["primary_threshold_mm"] < 2.0)
     assert list(fc.exceed_prob) == [float(t) for t in meta["thresholds_mm"]]
-    assert fc.exceeds_by_probability is None  # no cutoff in this meta
-    probs = np.zeros(k)
-    probs[1] = 0.4  # the primary (90th percentile) threshold is the middle one
-    fc2 = fd.interpret(
+    assert fc.exceeds_by_probability is None and fc.warning is None  # no cutoff in this meta
+    probs = np.linspace(0.9, 0.1, k)
+    fc2 = interpret(
         {"displacement_mm": np.array([[0.0]]), "exceed_prob": probs[None]}, meta | {"exceed_prob_cutoff": 0.3}
     )
     assert fc2.exceeds_by_probability is True and fc2.exceeds_threshold is False
-    with pytest.raises(BundleSchemaError, match="probabilities"):
-        fd.interpret({"displacement_mm": np.array([[2.0]]), "exceed_prob": np.zeros((1, k + 1))}, meta)
+    with pytest.raises(BundleSchemaError, match="exceedance probabilities"):
+        interpret({"displacement_mm": np.array([[2.0]]), "exceed_prob": np.zeros((1, k + 1))}, meta)
     with pytest.raises(BundleSchemaError, match="lacks"):
-        fd.interpret({}, {"window": 3})
+        interpret({}, {"window": 3})
 
 
 def test_gateway_uses_each_stations_own_projection() -> None:

@@ -1,6 +1,7 @@
 """TensorRT engine side: sidecar checks (pure), build options, the owner thread, and clear errors here.
 
-The build/run tests marked `gpu` need TensorRT 10 + pycuda + a CUDA GPU and skip elsewhere with the reason.
+No torch here (the builder is agent/inference/trt_build.py), so this runs in the 3.10 gateway venv too.
+The GPU build/run check is `agent selftest --backend tensorrt` (tests/test_selftest.py, marked gpu).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from agent.inference.engine_meta import (
 )
 from agent.inference.manifest import sha256_file
 from agent.inference.trt_backend import OwnerThread
-from export.engine import BuildOptions, profile_shapes
+from agent.inference.trt_build import DAEMON_BATCH, BuildOptions, profile_shapes
 
 ORIN = DeviceIdentity("10.3.0", "Orin", "8.7")
 
@@ -100,9 +101,22 @@ def test_replaced_engine_file_or_missing_sidecar_is_refused(tmp_path: Path) -> N
 
 def test_profile_shapes_cover_batch_one_to_max() -> None:
     assert profile_shapes(("batch", 7, 128, 128), 8) == ((1, 7, 128, 128), (8, 7, 128, 128), (8, 7, 128, 128))
+    assert profile_shapes(("batch", 6, 14), 8, 1) == ((1, 6, 14), (1, 6, 14), (8, 6, 14))
     with pytest.raises(ExportError, match="max-batch"):
         profile_shapes(("batch", 6, 14), 0)
-    assert BuildOptions(fp16=True).strongly_typed is False and BuildOptions().strongly_typed is True
+    with pytest.raises(ExportError, match=r"outside 1\.\.8"):
+        profile_shapes(("batch", 6, 14), 8, 9)
+    assert BuildOptions().strongly_typed is True  # no weakly typed (FP16/INT8 flag) builds any more
+
+
+def test_profile_opt_batch_is_the_batch_the_daemon_runs() -> None:
+    from agent.riskmap import BATCH
+
+    opts = BuildOptions(max_batch=8)
+    assert opts.opt_for("unet") == BATCH == DAEMON_BATCH["unet"]
+    assert opts.opt_for("displacement") == 1  # one window per forecast
+    assert BuildOptions(max_batch=1).opt_for("unet") == 1  # capped at the profile maximum
+    assert BuildOptions(opt_batch=2).opt_for("unet") == 2
 
 
 def test_owner_thread_runs_every_call_on_one_thread_and_passes_errors_back() -> None:
@@ -133,53 +147,80 @@ def test_missing_tensorrt_gives_a_clear_error_with_the_fix() -> None:
     assert "onnxruntime" in info.value.fix
 
 
-def _gpu_ready() -> str:
-    try:
-        import pycuda.driver as cuda
-        import tensorrt  # noqa: F401
-
-        cuda.init()
-        return "" if cuda.Device.count() > 0 else "no CUDA device"
-    except Exception as exc:  # ImportError or a CUDA driver error
-        return f"needs TensorRT 10 + pycuda + a CUDA GPU ({type(exc).__name__}: {exc})"
-
-
-@pytest.mark.gpu
-def test_engine_build_and_tensorrt_backend_reproduce_golden(tmp_path: Path) -> None:
-    reason = _gpu_ready()
-    if reason:
-        pytest.skip(reason)
-    from helpers.bundles import runs
-
-    from agent.inference.manifest import model_entries, read_manifest
-    from agent.inference.trt_backend import TrtBackend
-    from agent.inference.verify import check_golden
-    from export.bundle import build_bundle
-    from export.engine import build_engines
-    from export.signing import keygen
-
-    keygen(tmp_path / "keys")
-    bundle = build_bundle(runs(tmp_path), tmp_path / "keys" / "signing.key", tmp_path / "bundle")
-    written = build_engines(bundle, BuildOptions(), public_key=tmp_path / "keys" / "signing.pub")
-    assert len(written) == 2 and all(p.is_file() for p in written)
-    manifest = read_manifest(bundle)
-    entries = model_entries(manifest)
-    backend = TrtBackend(bundle, entries, manifest["files"], precision="int8")
-    try:
-        for entry in entries:
-            variant = entry.variant_for("tensorrt", "int8")
-            assert variant is not None
-            ratios = check_golden(backend, bundle, entry, variant)
-            assert max(ratios.values()) <= 1.0
-    finally:
-        backend.close()
-
-
 def test_a_working_engine_is_set_aside_not_lost_while_a_new_one_is_checked(tmp_path: Path) -> None:
-    from export.engine import _set_aside
+    from agent.inference.trt_build import _set_aside
 
     engine, _ = _engine(tmp_path)
     moved = _set_aside(engine)
     assert [k.name for k, _ in moved] == ["unet.int8_trt.engine.prev", "unet.int8_trt.engine.json.prev"]
     assert not engine.exists() and all(k.is_file() for k, _ in moved)
     assert _set_aside(engine) == []  # nothing there: nothing to keep
+
+
+def test_a_call_that_hangs_times_out_and_the_thread_is_then_refused() -> None:
+    from agent.errors import InferenceTimeoutError
+
+    owner = OwnerThread("test-hang")
+    release = threading.Event()
+    try:
+        with pytest.raises(InferenceTimeoutError, match=r"did not answer within 0\.2 s"):
+            owner.call(release.wait, timeout=0.2)
+        assert owner.hung
+        with pytest.raises(BackendUnavailableError, match="hung in an earlier call"):
+            owner.call(lambda: 1, timeout=5)
+    finally:
+        release.set()
+        owner.stop()
+
+
+class _FakeTrt:
+    """Just the names make_logger / attach_timing_cache use, to check our mapping and decisions."""
+
+    class ILogger:
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+        def __init__(self) -> None:
+            self.min_severity = 2
+
+
+def test_tensorrt_messages_go_to_logging_with_their_severity(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from agent.inference.trt_build import make_logger
+
+    bridge = make_logger(_FakeTrt)
+    with caplog.at_level(logging.DEBUG, logger="tensorrt"):
+        for sev, text in ((0, "internal"), (1, "parse failed"), (2, "fell back"), (4, "tactic 7")):
+            bridge.log(sev, text)
+    got = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+    assert got == [
+        ("tensorrt", logging.CRITICAL, "internal"),
+        ("tensorrt", logging.ERROR, "parse failed"),
+        ("tensorrt", logging.WARNING, "fell back"),
+        ("tensorrt", logging.DEBUG, "tactic 7"),
+    ]
+
+
+class _Config:
+    def __init__(self, accept: bool) -> None:
+        self.accept = accept
+        self.set_calls: list[tuple[object, bool]] = []
+
+    def create_timing_cache(self, data: bytes) -> object:
+        return ("cache", data)
+
+    def set_timing_cache(self, cache: object, ignore_mismatch: bool) -> bool:
+        self.set_calls.append((cache, ignore_mismatch))
+        return self.accept or cache == ("cache", b"")
+
+
+def test_a_timing_cache_tensorrt_refuses_is_replaced_by_an_empty_one(tmp_path: Path) -> None:
+    from agent.inference.trt_build import attach_timing_cache
+
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"from-another-device")
+    info = attach_timing_cache(_Config(accept=False), cache)
+    assert info["refused"] is True and info["bytes_in"] == len(b"from-another-device") and not info["loaded"]
+    config = _Config(accept=True)
+    assert attach_timing_cache(config, cache)["loaded"] is True
+    assert config.set_calls == [(("cache", b"from-another-device"), False)]  # never ignore a mismatch

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import math
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.compat import tomllib
 from agent.config import AgentConfig, config_from_dict, load_config
 from agent.config_example import example_toml
 from agent.errors import ConfigError

@@ -8,7 +8,7 @@ import json
 import secrets
 import time
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from helpers.engines import NODE, SITE, engine_lifecycle, engine_wire_trip, make_publisher
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.compat import UTC
 from agent.publish import schemas
 from agent.publish.cap import CAP_NS
 from agent.publish.commands import VerifiedCommand, sign_command
@@ -58,7 +59,7 @@ def test_roundtrip_every_kind_acked_once_and_valid(tmp_path: Path, mosquitto: An
                 valid_from=rain[-1][0],
                 horizon_s=86400.0,
                 predicted_mm={"disp_e_mm": 3.2},
-                exceedance={"watch": 0.2},
+                exceedance=[{"threshold_mm": 5.0, "probability": 0.2, "level": "watch"}],
                 level=1,
                 model_version="m1",
                 backend="onnxruntime",

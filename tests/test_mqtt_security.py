@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from helpers.broker import Broker, free_port, running_broker
 from pydantic import ValidationError
 
+from agent.compat import UTC
 from agent.errors import PublishError
 from agent.publish.publisher import Publisher
 from agent.publish.settings import MqttSettings
@@ -41,7 +42,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 def make_ca(d: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -64,7 +65,7 @@ def make_leaf(
     sans: list[x509.GeneralName] | None = None,
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))

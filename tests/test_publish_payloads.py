@@ -6,7 +6,7 @@ import csv
 import json
 import math
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,16 @@ import pytest
 from helpers.engines import T0, engine_lifecycle, engine_wire_trip
 from jsonschema import Draft202012Validator
 
+from agent.compat import UTC
 from agent.errors import ConfigError, PublishError
 from agent.publish import schemas
 from agent.publish.cap import CAP_NS, LEVEL_MAP, build_cap
 from agent.publish.payloads import PayloadFactory, dumps, iso_z, parse_iso_z
 from agent.publish.settings import CapSettings
 from agent.publish.topics import TOPICS, command_name, topic_for
+from agent.warning.engine import WarningEngine
+from agent.warning.inputs import Snapshot, WireInput, WireState
+from agent.warning.settings import WarningSettings
 
 
 def factory() -> PayloadFactory:
@@ -37,7 +41,7 @@ def all_payloads() -> dict[str, dict[str, Any]]:
             valid_from=T0,
             horizon_s=86400,
             predicted_mm={"disp_e_mm": 12.5, "disp_n_mm": float("nan")},
-            exceedance={"watch": 0.4},
+            exceedance=[{"threshold_mm": 10.0, "probability": 0.4, "level": "watch"}],
             level=1,
             model_version="m1",
             backend="onnxruntime",
@@ -83,6 +87,10 @@ def test_schemas_catch_wrong_payloads() -> None:
     assert schemas.errors("status", naive_time)
     wrong_kind = dict(p["forecast"], schema="lews.alert")
     assert schemas.errors("forecast", wrong_kind)
+    # forecast schema v2 (docs/mqtt.md): exceedance is a list, the v1 object is refused
+    assert p["forecast"]["schema_version"] == 2 and p["status"]["schema_version"] == 1
+    assert schemas.errors("forecast", dict(p["forecast"], exceedance={"watch": 0.4}))
+    assert schemas.errors("status", dict(p["status"], schema_version=2))
     with pytest.raises(PublishError, match=r"alert payload does not follow alert\.schema\.json"):
         schemas.validate("alert", bad_level)
 
@@ -260,3 +268,46 @@ def test_telemetry_from_real_lamosano_rain_validates(shared_data: Path) -> None:
         )
         assert schemas.errors("telemetry", p) == []
         assert p["window_start"].startswith(row["date"][6:10])
+
+
+def test_wire_alert_names_its_sensors_expires_and_carries_no_model() -> None:
+    """A wire trip with a (quiet) forecast beside it: the alert names the bridge port behind `wire`,
+    expires after the engine's validity for level 3, and has no model_version (no model set the level)."""
+    from agent.publish.sensor_ids import sensor_identities
+    from agent.sensors.settings import SensorsConfig
+    from agent.warning.inputs import ForecastInput
+
+    settings = WarningSettings()
+    sensors = SensorsConfig.model_validate(
+        {
+            "ports": [
+                {"name": "gnss0", "path": "/dev/serial/by-id/ublox", "kind": "gnss", "station": "URB1"},
+                {"name": "mcu", "path": "/dev/serial/by-id/ftdi-A1", "kind": "bridge"},
+            ],
+            "gnss": {"reference": {"lat": 46.0, "lon": 14.5, "h_m": 400.0}},
+        }
+    )
+    validity = {lvl: settings.alert.validity_s.for_level(lvl) for lvl in (1, 2, 3)}
+    f = PayloadFactory("urbas", "gw-1", "0.1.0", clock=lambda: T0, sensors=sensor_identities(sensors),
+                       validity_s=validity)  # fmt: skip
+    eng = WarningEngine(settings, "urbas")
+    quiet_fc = ForecastInput(0.1, T0, "displacement", "2.1.0", 1.0)
+    eng.evaluate(Snapshot("urbas", wire=WireInput(WireState.INTACT, T0, T0 - 60), forecast=quiet_fc), T0)
+    trip = eng.evaluate(
+        Snapshot("urbas", wire=WireInput(WireState.TRIPPED, T0 + 1, T0 + 1), forecast=quiet_fc), T0 + 1
+    )
+    assert int(trip.published_level) == 3
+    for name, p in (("alert", f.alert(3, trip.explanation, alert_id=trip.alert_id, t=T0 + 1)),
+                    ("alert_event", f.alert_event(trip.events[0]))):  # fmt: skip
+        assert schemas.errors(name, p) == [], name
+        exp = p["explanation"] if name == "alert" else p["event"]["explanation"]
+        assert p["model_version"] is None, exp["models"]  # the forecast did not set the level
+        assert exp["models"] == {"forecast": "displacement@2.1.0"}  # still shown per source
+        assert parse_iso_z(p["expires"]) == pytest.approx(T0 + 1 + validity[3])
+        assert p["sensors"]["wire"] == [
+            {"port": "mcu", "device": "/dev/serial/by-id/ftdi-A1", "kind": "bridge", "station": None}
+        ]
+        assert p["sensors"]["forecast"][0]["station"] == "URB1"
+    normal = f.alert(0, eng.evaluate(Snapshot("urbas", wire=WireInput(WireState.INTACT, T0 + 9, T0 + 9)),
+                                     T0 + 9).explanation, alert_id=None)  # fmt: skip
+    assert normal["expires"] is None

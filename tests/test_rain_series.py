@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.compat import UTC
 from agent.errors import ConfigError
 from agent.sensors.bridge_device import rain_step
 from agent.sensors.rain import (
@@ -32,7 +33,7 @@ def _mukilteo_raw(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
     no zone). The last column is inches (0.01 in per tip). The record has one missing 15-min step
     (2015-08-17 19:30) and four records repeated after 2015-10-01 05:00."""
     rows = np.loadtxt(shared_data / "usgs-mukilteo-hydro" / "waMVD116_rain.txt")
-    stamps = [dt.datetime(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), tzinfo=dt.UTC) for r in rows]
+    stamps = [dt.datetime(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), tzinfo=UTC) for r in rows]
     t = np.array([s.timestamp() for s in stamps])
     return t, np.rint(rows[:, 5] * 100).astype(np.int64)
 
@@ -99,7 +100,7 @@ def test_rain_intensities_and_antecedent_match_naive_sums(shared_data: Path) -> 
             assert ante[d][i] == pytest.approx(expect, nan_ok=True)
     # wettest hour of the record: 0.19 + 0.16 in around 2015-11-17 14:15
     peak = int(np.nanargmax(inten[1.0]))
-    assert dt.datetime.fromtimestamp(t[peak], dt.UTC).date() == dt.date(2015, 11, 17)
+    assert dt.datetime.fromtimestamp(t[peak], UTC).date() == dt.date(2015, 11, 17)
     assert np.nanmax(inten[1.0]) >= (19 + 16) * MM_PER_TIP
     shifted = antecedent_totals(mm, STEP, (3,), exclude_current=True)[3]
     assert shifted[500] == pytest.approx(ante[3][499])

@@ -50,10 +50,11 @@ def test_l4s_bad_files(tmp_path: Path) -> None:
 
 def test_bijie_loader_and_metric_checks(shared_data: Path) -> None:
     ids, rgb, masks = read_bijie_dir(shared_data / "bijie-landslide-mini")
-    assert len(ids) == 10 and rgb.shape == (10, 3, 128, 128) and masks.shape == (10, 128, 128)
+    n = len(ids)
+    assert n == 26 and rgb.shape == (n, 3, 128, 128) and masks.shape == (n, 128, 128)
     assert rgb.min() >= 0 and rgb.max() <= 1
-    frac = masks.reshape(10, -1).mean(axis=1)
-    assert np.all(frac > 0.003) and np.all(frac < 0.15)  # SOURCES.md: 1-9 % foreground at full size
+    frac = masks.reshape(n, -1).mean(axis=1)
+    assert np.all(frac > 0.003) and np.all(frac < 0.2)  # measured 1.0-16.7 % at 128 px (26 images)
     perfect = binary_metrics(masks.astype(float), masks, 0.5)
     assert perfect["dice"] == 1.0 and perfect["iou"] == 1.0 and perfect["auc"] == 1.0
     shifted = np.roll(masks, 6, axis=2).astype(float)
@@ -129,10 +130,18 @@ def test_tile_format_round_trip_and_errors(tmp_path: Path) -> None:
     with pytest.raises(RasterError):
         ts.load([recs[0].id])
     doc = json.loads((tmp_path / "d" / "tiles.json").read_text())
-    doc["channels"] = doc["channels"][::-1]
+    doc["channels"] = doc["channels"][::-1]  # channels are data: any named order is read as named
     (tmp_path / "d" / "tiles.json").write_text(json.dumps(doc))
-    with pytest.raises(RasterError):
-        open_tileset(tmp_path / "d")
+    assert open_tileset(tmp_path / "d").channels == list(CHANNELS)[::-1]
+    for bad in ([], ["smi", "smi", "ndvi", "ndwi", "slope", "dem", "lsi"], None):
+        doc["channels"] = bad
+        (tmp_path / "d" / "tiles.json").write_text(json.dumps(doc))
+        with pytest.raises(RasterError, match="channel"):
+            open_tileset(tmp_path / "d")
+    doc["channels"] = ["red", "green", "blue"]  # 3 names but 7-channel tiles: the tile read says so
+    (tmp_path / "d" / "tiles.json").write_text(json.dumps(doc))
+    with pytest.raises(RasterError, match=r"expected x\(3,128,128\)"):
+        open_tileset(tmp_path / "d").load([recs[1].id])
     with pytest.raises(RasterError):
         open_tileset(tmp_path / "empty")
 
@@ -162,10 +171,11 @@ def test_labelled_geotiffs_become_training_tiles(tmp_path: Path) -> None:
 
 def test_bijie_lack_of_vegetation_separates_real_landslides(shared_data: Path) -> None:
     """Real-data check of the LSI's vegetation factor: on Bijie's hand-drawn masks, the visible-band
-    vegetation index GRVI = (G-R)/(G+R) (no NIR in this copy) is lower on landslides (measured AUC 0.942)."""
+    vegetation index GRVI = (G-R)/(G+R) (no NIR in this copy) is lower on landslides (pooled AUC 0.896 over
+    the 26 images; it was 0.942 on the first 10)."""
     from agent.features.raster_channels import normalized_difference
 
     _, rgb, masks = read_bijie_dir(shared_data / "bijie-landslide-mini")
     grvi = normalized_difference(rgb[:, 1], rgb[:, 0])
-    assert binary_metrics(-grvi, masks, 0.0)["auc"] > 0.9
-    assert binary_metrics(grvi, masks, 0.0)["auc"] < 0.1
+    assert binary_metrics(-grvi, masks, 0.0)["auc"] > 0.85
+    assert binary_metrics(grvi, masks, 0.0)["auc"] < 0.15

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.compat import UTC
 from agent.errors import ConfigError
 from agent.sensors.dsp import sosfilt
 from agent.sensors.seismic import SeismicConfig, SeismicProcessor, band_sos, recursive_sta_lta, trigger_onsets
@@ -91,8 +92,8 @@ def test_seismic_network_coincidence_finds_obspys_three_events(shared_data: Path
     rows = list(csv.DictReader(line for line in path.read_text().splitlines() if not line.startswith("#")))
     assert len(rows) == 3
     for row in rows:
-        lo = dt.datetime.fromisoformat(row["time_min_utc"]).replace(tzinfo=dt.UTC).timestamp()
-        hi = dt.datetime.fromisoformat(row["time_max_utc"]).replace(tzinfo=dt.UTC).timestamp()
+        lo = dt.datetime.fromisoformat(row["time_min_utc"]).replace(tzinfo=UTC).timestamp()
+        hi = dt.datetime.fromisoformat(row["time_max_utc"]).replace(tzinfo=UTC).timestamp()
         onsets = [on for st in STATIONS for on, _ in triggers[st] if lo - 2 <= on <= hi]
         stations = {st for st in STATIONS for on, _ in triggers[st] if lo - 2 <= on <= hi}
         assert len(stations) >= int(row["coincidence_sum"]) - 1 >= 2

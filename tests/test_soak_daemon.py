@@ -113,7 +113,7 @@ def run_soak(tmp_path: Path, broker: Broker, real_s: float, every_s: float = 0.2
         "outbox": dict(daemon.publisher.outbox.counters),
         "dropped": dict(+daemon.publisher.outbox.dropped),
         "fatal": daemon.fatal,
-        "loop_failures": {lp.name: lp.failures for lp in daemon.loops},
+        "loop_failures": {lp.name: lp.failures for lp in daemon.scheduler.loops.values()},
         "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
         # the last prune ran at the last sample's time; allow one scenario day (~0.5 s real) of lag
         "raw_older_than_retention": _raw_samples(

@@ -22,7 +22,7 @@ from export.unet.model import (
     count_flops,
     count_params,
 )
-from export.unet.reparam import fuse_hybrid, reparameterise
+from export.unet.reparam import BranchPair, fuse_hybrid, fuse_hybrid_5x5, reparameterise
 
 torch.set_num_threads(1)
 
@@ -37,12 +37,28 @@ def _randomise_bn(model: nn.Module, seed: int) -> None:
             m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
 
 
+def test_hybrid_block_is_two_3x3_convs_without_zero_taps() -> None:
+    torch.manual_seed(0)
+    block = HybridConvBN(3, 5)
+    _randomise_bn(block, 1)
+    block.eval()
+    pair = fuse_hybrid(block)
+    assert pair.standard.kernel_size == pair.dilated.kernel_size == (3, 3)
+    assert pair.dilated.dilation == (2, 2) and pair.dilated.bias is None and pair.standard.bias is not None
+    x = torch.randn(2, 3, 17, 23)
+    with torch.no_grad():
+        assert torch.allclose(block(x), pair(x), atol=1e-5)
+        assert torch.allclose(pair(x), fuse_hybrid_5x5(block)(x), atol=1e-5)
+    # no structurally zero taps: 18 MACs per output and input channel against the 5x5's 25
+    assert pair.standard.weight.numel() + pair.dilated.weight.numel() == 18 * 3 * 5
+
+
 def test_hybrid_block_is_one_5x5_conv() -> None:
     torch.manual_seed(0)
     block = HybridConvBN(3, 5)
     _randomise_bn(block, 1)
     block.eval()
-    conv = fuse_hybrid(block)
+    conv = fuse_hybrid_5x5(block)
     assert conv.kernel_size == (5, 5) and conv.padding == (2, 2) and conv.bias is not None
     x = torch.randn(2, 3, 17, 23)
     assert torch.allclose(block(x), conv(x), atol=1e-5)
@@ -51,14 +67,15 @@ def test_hybrid_block_is_one_5x5_conv() -> None:
     only_d.conv_s.weight.data.zero_()
     only_d.conv_d.weight.data.fill_(1.0)
     only_d.eval()
-    k = fuse_hybrid(only_d).weight[0, 0] * math.sqrt(1 + 1e-5)
+    k = fuse_hybrid_5x5(only_d).weight[0, 0] * math.sqrt(1 + 1e-5)
     expect = torch.zeros(5, 5)
     expect[0::2, 0::2] = 0.5
     assert torch.allclose(k, expect, atol=1e-6)
 
 
+@pytest.mark.parametrize("hybrid", ["two3x3", "5x5"])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_reparameterised_network_matches_to_1e4(variant: str) -> None:
+def test_reparameterised_network_matches_to_1e4(variant: str, hybrid: str) -> None:
     torch.manual_seed(3)
     net = UNet(7, base=4, depth=2, variant=variant)  # type: ignore[arg-type]
     # a few real training steps so the weights are not just the init
@@ -72,10 +89,13 @@ def test_reparameterised_network_matches_to_1e4(variant: str) -> None:
         opt.step()
     _randomise_bn(net, 4)
     net.eval()
-    fused = reparameterise(net)
+    fused = reparameterise(net, hybrid)
     assert not any(isinstance(m, HybridConvBN | ConvBN | nn.BatchNorm2d) for m in fused.modules())
-    if variant != "plain":
-        assert any(isinstance(m, nn.Conv2d) and m.kernel_size == (5, 5) for m in fused.modules())
+    fives = any(isinstance(m, nn.Conv2d) and m.kernel_size == (5, 5) for m in fused.modules())
+    assert fives == (variant != "plain" and hybrid == "5x5")
+    assert any(isinstance(m, BranchPair) for m in fused.modules()) == (
+        variant != "plain" and hybrid == "two3x3"
+    )
     xt = torch.randn(2, 7, 64, 64)
     with torch.no_grad():
         diff = (net(xt) - fused(xt)).abs().max().item()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.compat import UTC
 from agent.warning.inputs import RainInput
 from agent.warning.levels import Level
 from agent.warning.rainfall import id_threshold_mm_h, rain_events, rain_summary, rainfall_rule

@@ -7,12 +7,13 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from agent.compat import UTC
 from agent.warning.engine import EvaluationResult, WarningEngine
 from agent.warning.inputs import DisplacementInput, Snapshot, WireInput, WireState
 from agent.warning.levels import Level

@@ -3,11 +3,10 @@ per-site overrides."""
 
 from __future__ import annotations
 
-import tomllib
-
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from agent.compat import tomllib
 from agent.errors import ConfigError
 from agent.warning.engine import WarningEngine
 from agent.warning.inputs import Snapshot, WireInput, WireState

@@ -20,11 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from firmware_bridge.pty_device import PtyDevice
-
 from agent.demo.run import Simulators, demo_config_data
 from agent.demo.scenario import START_UTC, DemoScenario
 from agent.errors import ConfigError
+from firmware_bridge.pty_device import PtyDevice
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from firmware_bridge.simulator import PtyDevice
-
 from agent.config import AgentConfig, config_from_dict
 from agent.daemon import Daemon
 from agent.demo.scenario import DAY, REFERENCE, START_UTC, DemoScenario, storm
@@ -30,6 +28,7 @@ from agent.errors import ConfigError
 from agent.publish.broker import LocalBroker, start_local_broker
 from agent.publish.watch import Received, TopicWatcher
 from agent.sensors.gnss_sim import write_to_fd
+from firmware_bridge.simulator import PtyDevice
 
 log = logging.getLogger(__name__)
 
@@ -210,11 +209,11 @@ def run_demo(
 ) -> int:
     scenario = storm()
     speed = speed if speed > 0 else scenario.days * DAY / max(duration * 0.9, 1.0)
-    tmp = tempfile.TemporaryDirectory(prefix="lews-demo-") if workdir is None else None
-    root = Path(tmp.name) if tmp is not None else workdir
-    if root is None:
-        raise ConfigError("no work directory", fix="pass --workdir DIR")
-    root.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="lews-demo-")) if workdir is None else workdir
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the demo folder {root}: {exc}", fix="pass --state-dir DIR") from exc
     out = sys.stderr if json_out else sys.stdout
     host, port, local = _start_broker(broker)
     view = LiveView(out, scenario)
@@ -223,9 +222,11 @@ def run_demo(
     clock = SimClock(speed)
     protocol = "3.1.1" if local is not None and local.kind == "amqtt" else "auto"
     cfg = demo_config(root, host, port, sims.gnss_path, sims.bridge_path, speed, protocol)
+    config_file = write_config_file(root, cfg)
     daemon = Daemon(cfg, clock=clock, steps_every_s=3600.0)
     view.header(speed, f"{local.kind} on {host}:{port}" if local else f"broker {host}:{port}", root)
     daemon.start()
+    view.page(daemon.web.url if daemon.web is not None else None)
     clock.go()  # the scenario starts now, for the simulators and the daemon alike
     sims.start()
     try:
@@ -245,10 +246,25 @@ def run_demo(
             local.stop()
         sims.stop()
     summary = _summary(messages, daemon, scenario, local.kind if local else "external")
+    summary["workdir"], summary["config"] = str(root), str(config_file)
     view.final(summary)
+    view.afterwards(root, config_file)
     if json_out:
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
-    if tmp is not None:
-        tmp.cleanup()
     return 0 if daemon.fatal is None else 1
+
+
+def write_config_file(root: Path, cfg: AgentConfig) -> Path:
+    """The demo daemon's configuration as ``root/agent.toml``, for `agent status` / `agent report` later."""
+    import tomli_w
+
+    path = root / "agent.toml"
+    data = cfg.model_dump(mode="json", exclude_none=True)
+    try:
+        path.write_text(
+            "# agent demo: SYNTHETIC site (the ports were pseudo-terminals)\n" + tomli_w.dumps(data)
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc}", fix="pass --workdir DIR on a writable disk") from exc
+    return path

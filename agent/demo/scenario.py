@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from firmware_bridge.messages import WireState
-from firmware_bridge.scenario import RainStep, Scenario, WireChange
 
 from agent.sensors.gnss import Reference
 from agent.sensors.gnss_sim import QualitySegment, SimConfig, Trajectory
+from firmware_bridge.messages import WireState
+from firmware_bridge.scenario import RainStep, Scenario, WireChange
 
 DAY = 86_400.0
 START_UTC = 1_767_225_600.0  # 2026-01-01T00:00:00Z, scenario day 0 (synthetic)

@@ -47,6 +47,19 @@ class LiveView:
         self.console.print(f"time x{speed:,.0f} (1 scenario day = {DAY / speed:.2f} s); broker: {broker}")
         self.console.print(f"state, store and outbox in {workdir}; all data is SYNTHETIC\n")
 
+    def page(self, url: str | None) -> None:
+        if url:
+            self.console.print(f"status page: [bold]{url}[/] (open it while the demo runs)\n")
+
+    def afterwards(self, workdir: Path, config: Path) -> None:
+        self.console.print(f"\nThe demo's state is kept in {workdir}. Look at it with:")
+        for cmd in (
+            f"agent status --config {config}",
+            f"agent report --config {config} --days 60 --out {workdir / 'report'}",
+            f"agent status-page --config {config}   # the page, served again from that state",
+        ):
+            self.console.print(f"  {cmd}")
+
     def on_message(self, msg: Received) -> None:
         kind = msg.topic.split("/", 4)[-1]
         with self._lock:

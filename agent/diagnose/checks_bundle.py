@@ -8,7 +8,6 @@ its status; stopped, diagnose loads the bundle itself (:class:`agent.inference.m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,9 @@ WARMUP_WARN_MS = 1000.0  # one inference slower than this at warm-up
 
 
 def active_bundle(ctx: Context) -> Path:
-    from agent.inference.ab import SLOTS, STATE_FILE
+    from agent.inference.selftest import installed_bundle
 
-    inf = ctx.cfg.inference
-    root = inf.state_dir if inf.state_dir is not None else ctx.cfg.daemon.state_dir / "bundles"
-    try:
-        slot = json.loads((root / STATE_FILE).read_text("utf-8")).get("slot")
-    except (OSError, ValueError):
-        slot = None
-    if slot in SLOTS and (root / f"slot-{slot}").is_dir():
-        return root / f"slot-{slot}"
-    return Path(inf.bundle_dir)
+    return installed_bundle(ctx.cfg.inference, ctx.cfg.daemon.state_dir)
 
 
 def _integrity(ctx: Context) -> Result:

@@ -21,6 +21,16 @@ def config(ctx: Context) -> Result:
     return passed("config", f"{where} valid: site {cfg.site.site}/{cfg.site.node}, ports {ports}")
 
 
+def rain_thresholds(ctx: Context) -> Result:
+    """Say plainly whether the site's rain thresholds are calibrated and what the default costs.
+
+    PASS either way (an uncalibrated site still runs, on the published default curve); the value says it."""
+    from agent.warning.rain_notice import rain_calibration
+
+    notice = rain_calibration(ctx.cfg.warning, ctx.cfg.site.site)
+    return passed("warning.rain_thresholds", notice["message"], calibrated=notice["calibrated"])
+
+
 def daemon(ctx: Context) -> Result:
     name = "daemon"
     if ctx.daemon_running:

@@ -179,9 +179,8 @@ RAIN_ANOMALIES = ("regression", "implausible", "rebaseline")  # agent.sensors.br
 
 def _rain_anomalies(probe: PortProbe, mm_per_tip: float, max_mm_per_h: float) -> dict[str, int]:
     """Run the daemon's own counter rule over the RAIN frames heard; count what it would not believe."""
-    from firmware_bridge.messages import Rain
-
     from agent.sensors.bridge_device import rain_step
+    from firmware_bridge.messages import Rain
 
     state = None
     bad: Counter[str] = Counter()

@@ -49,6 +49,12 @@ def diagnose(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print the checks' log lines after the table.")
     ] = False,
+    selftest: Annotated[
+        bool,
+        typer.Option(
+            "--selftest", help="Also run `agent selftest` on the installed bundle (check inference.selftest)."
+        ),
+    ] = False,
 ) -> None:
     """Check the gateway end to end; exit 0 all PASS, 1 worst WARN, 2 any FAIL (or unknown check name)."""
     from agent.diagnose.run import diagnose_results
@@ -66,6 +72,7 @@ def diagnose(
                 skip=_split(skip),
                 listen_s=listen,
                 expect_daemon=expect_daemon,
+                selftest=selftest,
             )
             _report(results, ctx, config, bundle=bundle, as_json=as_json, only=only, skip=skip)
     except UnknownCheckError as exc:

@@ -91,6 +91,7 @@ class Options:
     listen_s: float = 3.0  # how long ports are read when the daemon does not own them
     expect_daemon: bool = False  # a stopped daemon is a FAIL (else reported, PASS)
     roundtrip_timeout_s: float = 5.0
+    selftest: bool = False  # opt-in: also run `agent selftest` on the installed bundle (inference.selftest)
 
 
 class Context:

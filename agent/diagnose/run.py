@@ -46,6 +46,7 @@ def diagnose_results(
     skip: Sequence[str] = (),
     listen_s: float | None = None,
     expect_daemon: bool = False,
+    selftest: bool = False,
 ) -> tuple[list[Result], Context | None]:
     """Results in table order; a configuration that does not load is a single FAIL (nothing else runs).
 
@@ -60,6 +61,7 @@ def diagnose_results(
     options = Options(
         listen_s=site.listen_s if listen_s is None else listen_s,
         expect_daemon=expect_daemon or site.expect_daemon,
+        selftest=selftest,
     )
     ctx = Context(cfg, config_path=config_path, options=options)
     checks = select(build_checks(ctx), only, [*site.skip, *skip])

@@ -98,14 +98,19 @@ def summarise(cfg: AgentConfig, *, broker: bool = True, now: float | None = None
     now = time.time() if now is None else now
     data, mtime = read_status_file(cfg)
     path = status_path(cfg)
+    from agent.warning.rain_notice import rain_calibration
+
+    rain = rain_calibration(cfg.warning, cfg.site.site)
     if data is None or mtime is None:
         return {
             "running": False,
             "status_file": str(path),
             "message": f"daemon not running: no readable {path}",
+            "rain_thresholds": rain,
         }
     age = max(0.0, now - mtime)
-    running = age <= fresh_limit_s(cfg) and not data.get("fatal")
+    stopped = bool(data.get("stopped"))
+    running = age <= fresh_limit_s(cfg) and not data.get("fatal") and not stopped
     publish = data.get("publish", {})
     outbox = publish.get("outbox", {})
     link = publish.get("link", {})
@@ -118,6 +123,8 @@ def summarise(cfg: AgentConfig, *, broker: bool = True, now: float | None = None
         "message": (
             f"daemon running (status {fmt_age(age)} old)"
             if running
+            else f"daemon stopped {fmt_age(age)} ago (its last status follows)"
+            if stopped
             else f"STALE: status.json is {fmt_age(age)} old: daemon not running or hung"
             + (f" (fatal: {data['fatal']})" if data.get("fatal") else "")
         ),
@@ -149,6 +156,7 @@ def summarise(cfg: AgentConfig, *, broker: bool = True, now: float | None = None
             for n, p in ports.items()
         },
     }
+    out["rain_thresholds"] = rain
     if broker:
         out["last_messages"] = retained_messages(cfg)
     return out
@@ -161,6 +169,9 @@ def render_status(summary: dict[str, Any]) -> None:
     console = Console()
     style = "green" if summary["running"] else "bold red"
     console.print(f"[{style}]{summary['message']}[/]")
+    rain = summary.get("rain_thresholds")
+    if rain:
+        console.print(f"[{'green' if rain['calibrated'] else 'yellow'}]{rain['message']}[/]")
     if "sources" not in summary:
         return
     level = summary.get("published_level")

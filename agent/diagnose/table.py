@@ -9,6 +9,7 @@ from agent.diagnose import (
     checks_bundle,
     checks_config,
     checks_outbox,
+    checks_selftest,
     checks_sensors,
     checks_system,
 )
@@ -20,6 +21,7 @@ from agent.sensors.settings import SerialPortConfig
 FIXED_HEAD: tuple[tuple[str, Callable[[Context], Result], float], ...] = (
     ("config", checks_config.config, 2.0),
     ("daemon", checks_config.daemon, 2.0),
+    ("warning.rain_thresholds", checks_config.rain_thresholds, 2.0),
 )
 FIXED_TAIL: tuple[tuple[str, Callable[[Context], Result], float], ...] = (
     ("bundle.integrity", checks_bundle.integrity, 60.0),
@@ -64,4 +66,6 @@ def build_checks(ctx: Context, options: Options | None = None) -> list[Check]:
             if kind in ("*", port.kind):
                 checks.append(Check(template.format(port=port.name), _bind(fn, port), port_timeout))
     checks.extend(Check(n, fn, t) for n, fn, t in FIXED_TAIL)
+    if opts.selftest:  # opt-in (`agent diagnose --selftest`): it loads the models and times them
+        checks.append(Check("inference.selftest", checks_selftest.selftest, 600.0))
     return checks

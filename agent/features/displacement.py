@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -242,60 +241,3 @@ def latest_window(
         feats, len(series) - 1, int(meta["window"]), meta["norm_mean"], meta["norm_std"]
     )
     return x[None], completeness
-
-
-@dataclass(frozen=True)
-class Forecast:
-    """The interpreted model output for one step ahead."""
-
-    displacement_mm: float  # next-step displacement along the direction of motion
-    interval_mm: tuple[float, float]  # split-conformal interval
-    interval_nominal: float  # its nominal coverage, e.g. 0.9
-    exceed_prob: dict[float, float]  # threshold (mm) -> P(displacement > threshold)
-    threshold_mm: float  # the primary warning threshold
-    exceeds_threshold: bool  # displacement_mm > threshold_mm
-    completeness: float  # fraction of the input window that had data
-    # P(exceed primary threshold) >= meta["exceed_prob_cutoff"] (F2-best on the calibration part); None
-    # when the meta has no cutoff
-    exceeds_by_probability: bool | None = None
-
-
-def interpret(
-    outputs: Mapping[str, np.ndarray], meta: Mapping[str, Any], completeness: float = 1.0
-) -> Forecast:
-    """Turn one sample's model outputs into a :class:`Forecast` using the manifest meta."""
-    check_meta(meta)
-    try:
-        disp = float(np.asarray(outputs[OUTPUT_NAMES[0]]).reshape(-1)[0])
-        probs = np.asarray(outputs[OUTPUT_NAMES[1]], dtype=np.float64).reshape(-1)
-    except KeyError as exc:
-        raise BundleSchemaError(
-            f"displacement model outputs lack {exc.args[0]!r}",
-            fix=f"the model must output {list(OUTPUT_NAMES)}",
-        ) from exc
-    thresholds = [float(t) for t in meta["thresholds_mm"]]
-    if probs.size != len(thresholds):
-        raise BundleSchemaError(
-            f"model gives {probs.size} exceedance probabilities for {len(thresholds)} thresholds",
-            fix="re-export the bundle so thresholds_mm matches the classification head",
-        )
-    if not math.isfinite(disp):
-        raise BundleSchemaError(
-            "model output displacement is not finite", fix="check the input window and model"
-        )
-    q = float(meta["conformal_half_width_mm"])
-    primary = float(meta["primary_threshold_mm"])
-    by_prob: bool | None = None
-    if meta.get("exceed_prob_cutoff") is not None:
-        j = int(np.argmin(np.abs(np.asarray(thresholds) - primary)))
-        by_prob = bool(probs[j] >= float(meta["exceed_prob_cutoff"]))
-    return Forecast(
-        displacement_mm=disp,
-        interval_mm=(disp - q, disp + q),
-        interval_nominal=float(meta["conformal_nominal"]),
-        exceed_prob={t: float(np.clip(p, 0.0, 1.0)) for t, p in zip(thresholds, probs, strict=True)},
-        threshold_mm=primary,
-        exceeds_threshold=disp > primary,
-        completeness=completeness,
-        exceeds_by_probability=by_prob,
-    )

@@ -1,9 +1,11 @@
 """SQLite time-series store: raw samples, derived steps and device/port counters.
 
-One writer thread owns the write connection and commits batches; any thread may read (each gets its
-own read-only connection, WAL lets readers and the writer run side by side). A batch the disk refuses
-(full, I/O error, corrupt page) stays in memory, bounded by ``max_backlog``, and is retried; ``flush()``
-raises :class:`StoreError` while it cannot be committed. What was committed before stays readable.
+One writer thread owns the write connection and commits batches (started by ``start()`` or by the
+first write, never by the constructor, so a failure after construction leaks no thread); any thread
+may read (each gets its own read-only connection, WAL lets readers and the writer run side by side).
+A batch the disk refuses (full, I/O error, corrupt page) stays in memory, bounded by ``max_backlog``,
+and is retried; ``flush()`` raises :class:`StoreError` while it cannot be committed. What was
+committed before stays readable.
 See docs/store-and-pipeline.md for the schema and the durability argument.
 """
 
@@ -14,7 +16,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,8 @@ from agent.features.aggregate import (
 )
 from agent.features.samples import CHANNEL_AGGREGATES, Sample
 from agent.features.settings import StoreConfig
-from agent.features.store_db import open_reader, open_store_db, sample_rows, write_error
+from agent.features.store_db import error_class, open_reader, open_store_db, sample_rows, write_error
+from agent.features.store_queue import WriteQueue
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +51,7 @@ class Store:
         self.path = Path(cfg.path)
         self._clock = clock
         self._cond = threading.Condition()
-        self._queue: deque[tuple[str, Any]] = deque()
-        self._queued_samples = 0
-        self._enqueued = 0  # items ever enqueued
-        self._committed = 0  # items ever committed (items leave the queue in order)
+        self._queue = WriteQueue()  # agent/features/store_queue.py: committed items leave by identity
         self._errors = 0
         self.last_error: StoreError | None = None
         self.stats: Counter[str] = Counter()  # accepted, committed, batches, write_errors, dropped.<reason>
@@ -70,7 +70,18 @@ class Store:
         if newest is not None:
             self._newest_t = float(newest)
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._thread.start()
+        self.closed = False
+
+    def start(self) -> Store:
+        """Start the writer thread (idempotent; the first write starts it too)."""
+        with self._cond:
+            if self._thread.ident is None and not self._stop:
+                self._thread.start()
+        return self
+
+    @property
+    def writer_alive(self) -> bool:
+        return self._thread.is_alive()
 
     # ---- opening and schema ---------------------------------------------------------------------
     def _open_writer(self) -> sqlite3.Connection:
@@ -101,20 +112,19 @@ class Store:
             self.stats.update(bad)
             if not good:
                 return 0
-            while self._queued_samples + len(good) > self.cfg.max_backlog and self._queued_samples:
+            while self._queue.samples + len(good) > self.cfg.max_backlog and self._queue.samples:
                 left = math.inf if deadline is None else deadline - time.monotonic()
                 if self._failing or left <= 0 or not self._thread.is_alive():
                     self.stats["dropped.backlog_full"] += len(good)
                     if not self._dropping:  # once per burst
                         log.warning(
-                            "store backlog full (%d samples): dropping new samples", self._queued_samples
+                            "store backlog full (%d samples): dropping new samples", self._queue.samples
                         )
                     self._dropping = True
                     return 0
                 self._cond.wait(min(left, 0.1))
             self._dropping = False
             self._enqueue("samples", good)
-            self._queued_samples += len(good)
             self.stats["accepted"] += len(good)
         return len(good)
 
@@ -145,29 +155,28 @@ class Store:
             self._retry_now = True
 
     def _enqueue(self, kind: str, payload: Any, *, front: bool = False) -> None:
-        if front:
-            self._queue.appendleft((kind, payload))
-        else:
-            self._queue.append((kind, payload))
-        self._enqueued += 1
+        if self._thread.ident is None and not self._stop:  # called with the lock held
+            self._thread.start()
+        self._queue.add(kind, payload, front=front)
         self._cond.notify_all()
 
     def flush(self, timeout: float = 30.0) -> None:
         """Block until everything queued so far is committed; StoreError if the disk refuses it."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            target, errors0 = self._enqueued, self._errors
+            target, errors0 = self._queue.last_seq, self._errors
             self._retry_now = True
             self._cond.notify_all()
-            while self._committed < target:
+            while self._queue.pending_upto(target):
                 if self._errors != errors0 and self.last_error is not None:
                     raise self.last_error
                 if not self._thread.is_alive():
                     raise StoreError(f"store {self.path} writer is stopped", fix="reopen the store")
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    pending = self._queue.pending_upto(target)
                     raise StoreError(
-                        f"store {self.path}: {target - self._committed} writes uncommitted after {timeout}s",
+                        f"store {self.path}: {pending} writes uncommitted after {timeout}s",
                         fix="check disk health and free space",
                     )
                 self._cond.wait(min(left, 0.1))
@@ -181,7 +190,8 @@ class Store:
                     self._cond.wait(self.cfg.flush_interval_s)
                 if self._stop and not self._queue:
                     return
-                batch = self._take_batch()
+                items = self._queue.batch(self.cfg.batch_max)
+            batch = [(item.kind, item.payload) for item in items]
             if time.monotonic() - last_prune > PRUNE_EVERY_S:
                 batch.append(("auto", None))
                 last_prune = time.monotonic()
@@ -200,29 +210,12 @@ class Store:
                 retry = min(RETRY_S[1], retry * 2)
                 continue
             retry = RETRY_S[0]
-            n_samples = sum(len(p) for k, p in batch if k == "samples")
-            n_items = sum(1 for k, _ in batch if k != "auto")
             with self._cond:
                 self._failing = False
-                for _ in range(n_items):
-                    self._queue.popleft()
-                self._committed += n_items
-                self._queued_samples -= n_samples
+                self._queue.committed(items)
                 self.stats.update(delta)
                 self.stats["batches"] += 1
                 self._cond.notify_all()
-
-    def _take_batch(self) -> list[tuple[str, Any]]:
-        """Items from the queue front (not removed until committed), up to batch_max samples."""
-        batch: list[tuple[str, Any]] = []
-        n = 0
-        for kind, payload in self._queue:
-            size = len(payload) if kind == "samples" else 0
-            if batch and n + size > self.cfg.batch_max:
-                break
-            batch.append((kind, payload))
-            n += size
-        return batch
 
     def _write(self, batch: list[tuple[str, Any]]) -> Counter[str]:
         """One transaction for the whole batch; returns the stats it adds once committed."""
@@ -277,6 +270,7 @@ class Store:
     def _fail(self, exc: sqlite3.Error, batch: list[tuple[str, Any]]) -> None:
         # A rolled-back transaction may have created channel ids that no longer exist: forget them all.
         self._channel_ids = {}
+        kind = error_class(exc)
         err = write_error(self.path, exc, len(batch))
         with self._cond:
             if self.last_error is None or str(self.last_error) != str(err):
@@ -285,6 +279,7 @@ class Store:
             self._failing = True
             self._errors += 1
             self.stats["write_errors"] += 1
+            self.stats[f"write_errors.{kind}"] += 1
             self._cond.notify_all()
 
     # ---- reading (any thread) -------------------------------------------------------------------
@@ -373,17 +368,19 @@ class Store:
             if self._thread.is_alive():
                 self.flush(timeout)
         except StoreError as exc:
-            log.error("store closing with %d uncommitted samples: %s", self._queued_samples, exc)
-            self.stats["dropped.closed_uncommitted"] += self._queued_samples
+            log.error("store closing with %d uncommitted samples: %s", self._queue.samples, exc)
+            self.stats["dropped.closed_uncommitted"] += self._queue.samples
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
         with self._cond:
             readers, self._readers = self._readers, []
         for _th, conn in readers:
             conn.close()
         self._wconn.close()
+        self.closed = True
 
     def __enter__(self) -> Store:
         return self

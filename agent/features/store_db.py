@@ -35,6 +35,48 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 
 
+# SQLite primary result codes (https://sqlite.org/rescode.html) -> the class of a write failure.
+ERROR_CLASSES: dict[int, str] = {
+    13: "full",  # SQLITE_FULL (also max_page_count reached)
+    11: "corrupt",  # SQLITE_CORRUPT
+    26: "corrupt",  # SQLITE_NOTADB
+    10: "io",  # SQLITE_IOERR (extended codes: SQLITE_IOERR_WRITE, _FSYNC, ...)
+    8: "readonly",  # SQLITE_READONLY
+    14: "io",  # SQLITE_CANTOPEN
+    5: "busy",  # SQLITE_BUSY
+    6: "busy",  # SQLITE_LOCKED
+}
+# Python 3.10 has no ``sqlite_errorcode``: the message text, as SQLite words it, is all there is.
+MESSAGE_CLASSES: tuple[tuple[str, str], ...] = (
+    ("database or disk is full", "full"),
+    ("malformed", "corrupt"),
+    ("not a database", "corrupt"),
+    ("disk i/o error", "io"),
+    ("unable to open", "io"),
+    ("readonly", "readonly"),
+    ("locked", "busy"),
+)
+ERROR_FIXES: dict[str, str] = {
+    "full": "free disk space, lower store.retention_days or raise store.max_size_mb; "
+    "queued samples are kept and retried",
+    "corrupt": "the file is corrupt: stop the agent and move it aside; committed data may be recoverable",
+    "io": "the disk reports I/O errors: check it (dmesg, SMART); queued samples are kept and retried",
+    "readonly": "the store file or its folder is read-only: check the mount and the permissions",
+    "busy": "another process holds the store: only one agent may use a state directory",
+    "other": "check the disk and the permissions of the store file",
+}
+
+
+def error_class(exc: sqlite3.Error) -> str:
+    """full / corrupt / io / readonly / busy / other, from the SQLite result code where Python
+    exposes it (3.11+: ``sqlite_errorcode``), else from the message."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return ERROR_CLASSES.get(code & 0xFF, "other")
+    text = str(exc).lower()
+    return next((cls for needle, cls in MESSAGE_CLASSES if needle in text), "other")
+
+
 def connect_error(path: Path, exc: Exception) -> StoreError:
     return StoreError(
         f"store {path} cannot be opened: {exc}",
@@ -44,18 +86,9 @@ def connect_error(path: Path, exc: Exception) -> StoreError:
 
 
 def write_error(path: Path, exc: sqlite3.Error, items: int) -> StoreError:
-    """A refused write transaction, with the fix its cause calls for (full disk, corrupt file, other)."""
-    text = str(exc)
-    if "full" in text:
-        fix = (
-            "free disk space, lower store.retention_days or raise store.max_size_mb; "
-            "queued samples are kept and retried"
-        )
-    elif "malformed" in text or "not a database" in text:
-        fix = "the file is corrupt: stop the agent and move it aside; committed data may be recoverable"
-    else:
-        fix = "check the disk and the permissions of the store file"
-    return StoreError(f"store {path}: write of {items} items refused: {text}", fix=fix)
+    """A refused write transaction, classified by its SQLite result code, with the fix that calls for."""
+    kind = error_class(exc)
+    return StoreError(f"store {path}: write of {items} items refused ({kind}): {exc}", fix=ERROR_FIXES[kind])
 
 
 def open_reader(path: Path) -> sqlite3.Connection:

@@ -1,8 +1,11 @@
 """All CUDA memory handling of the TensorRT backend, through pycuda, in one place.
 
-A `CudaSession` owns one CUDA context, one stream and the device/pinned-host buffers. It must be
-created, used and closed by ONE thread (the inference thread, see trt_backend.OwnerThread): the
-context is made current in that thread at creation and popped at close.
+A `CudaSession` holds the device's *primary* context (`retain_primary_context`, the context the CUDA
+runtime and therefore TensorRT use), one stream and the device/pinned-host buffers. TensorRT and pycuda
+thus share one context instead of pycuda creating a second one (`make_context`) that TensorRT's runtime
+calls would not see. It must be created, used and closed by ONE thread (the inference thread, see
+trt_backend.OwnerThread): the context is pushed in that thread at creation, popped and released at close.
+pycuda stays (design card); docs/jetson.md says why not cuda-python.
 """
 
 from __future__ import annotations
@@ -67,7 +70,9 @@ class CudaSession:
 
     def __init__(self, device_index: int = 0) -> None:
         self._cuda = _driver()
-        self._ctx = self._cuda.Device(device_index).make_context()  # current in the calling thread
+        # the primary context, shared with TensorRT (CUDA runtime); not current until pushed
+        self._ctx = self._cuda.Device(device_index).retain_primary_context()
+        self._ctx.push()
         self.stream = self._cuda.Stream()
         self._device: dict[str, tuple[Any, int]] = {}  # name -> (DeviceAllocation, nbytes)
         self._host: dict[str, np.ndarray] = {}
@@ -121,6 +126,6 @@ class CudaSession:
             self._device.clear()
             self._host.clear()
         finally:
-            self._ctx.pop()
-            self._ctx.detach()
-            log.info("CUDA context released")
+            self._ctx.pop()  # no longer current in this thread
+            self._ctx.detach()  # drop our reference on the primary context
+            log.info("CUDA primary context released")

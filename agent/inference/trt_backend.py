@@ -1,12 +1,17 @@
 """TensorRT 10 backend: tensors by name, set_tensor_address, execute_async_v3, one stream, and one thread
 that owns the CUDA context (every CUDA/TensorRT call runs on it). Explicit close().
 
+Every call into that thread has a deadline (CALL_TIMEOUT_S, START_TIMEOUT_S): a hung GPU raises
+InferenceTimeoutError instead of blocking the daemon, and the backend refuses further calls (the
+manager then falls back to onnxruntime). TensorRT's log goes through `logging` (trt_build.make_logger).
+
 Engines are built on the device by `agent-export engine` (export/engine.py) and checked here against
 their sidecar (TensorRT version, GPU, ONNX sha256) before they are deserialised.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import queue
 import threading
@@ -17,7 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from agent.errors import BackendUnavailableError, InferenceInputError
+from agent.errors import BackendUnavailableError, InferenceInputError, InferenceTimeoutError
 from agent.inference.backend import check_inputs
 from agent.inference.engine_meta import DeviceIdentity, check_sidecar, engine_path, read_sidecar
 from agent.inference.manifest import ModelEntry, Variant
@@ -26,6 +31,8 @@ log = logging.getLogger(__name__)
 
 RUNTIME = "tensorrt"
 T = TypeVar("T")
+CALL_TIMEOUT_S = 30.0  # one inference (batch <= max_batch) on an Orin takes milliseconds
+START_TIMEOUT_S = 300.0  # CUDA init + deserialising every engine
 
 
 class OwnerThread:
@@ -37,6 +44,7 @@ class OwnerThread:
     def __init__(self, name: str) -> None:
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.hung = False
         self._thread.start()
 
     def _loop(self) -> None:
@@ -49,11 +57,26 @@ class OwnerThread:
                     fut.set_exception(exc)
 
     def call(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """Run `fn` on the owner thread; InferenceTimeoutError after `timeout` s (then the thread is
+        considered hung: every later call is refused, since CUDA state may be inconsistent)."""
+        if self.hung:
+            raise BackendUnavailableError(
+                f"the inference thread {self._thread.name} is hung in an earlier call",
+                fix="restart the agent; check the GPU (tegrastats, dmesg)",
+            )
         if not self._thread.is_alive():
             raise BackendUnavailableError("the inference thread has stopped", fix="reload the backend")
         fut: Future[T] = Future()
         self._jobs.put((fn, fut))
-        return fut.result(timeout)
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:  # a distinct class from TimeoutError on 3.10
+            if not fut.cancel():  # already running: the thread is stuck in it
+                self.hung = True
+            raise InferenceTimeoutError(
+                f"the inference thread {self._thread.name} did not answer within {timeout} s",
+                fix="check the GPU (tegrastats, dmesg for nvgpu errors); the agent falls back to onnxruntime",
+            ) from None
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread.is_alive():
@@ -148,11 +171,13 @@ class TrtBackend:
         precision: str = "int8",
         device_index: int = 0,
         device: DeviceIdentity | None = None,
+        call_timeout_s: float = CALL_TIMEOUT_S,
     ) -> None:
         from agent.inference.cuda_mem import import_tensorrt
 
         trt = import_tensorrt()  # fail fast on the caller's thread, with the fix
         self.precision = precision
+        self.call_timeout_s = call_timeout_s
         self._variants: dict[str, Variant] = {}
         paths: dict[str, Path] = {}
         for entry in entries:
@@ -173,14 +198,16 @@ class TrtBackend:
                 onnx_sha = str(manifest_files[self._variants[name].file]["sha256"])
                 check_sidecar(read_sidecar(path), engine=path, device=this, onnx_sha256=onnx_sha)
             self._cuda = CudaSession(device_index)
-            self._logger = trt.Logger(trt.Logger.WARNING)  # TensorRT writes to stderr -> journald
+            from agent.inference.trt_build import make_logger
+
+            self._logger = make_logger(trt)  # TensorRT's messages -> logging -> journald priorities
             self._runtime = trt.Runtime(self._logger)
             for name, path in paths.items():
                 self._engines[name] = _Engine(trt, self._runtime, path, self._entries[name])
             log.info("TensorRT %s backend on %s: %s", trt.__version__, this.gpu_name, sorted(paths.values()))
 
         try:
-            self._owner.call(start)
+            self._owner.call(start, timeout=START_TIMEOUT_S)
         except BaseException:
             self.close()
             raise
@@ -195,7 +222,7 @@ class TrtBackend:
             )
         feed = check_inputs(self._entries[model_name], inputs)
         engine = self._engines[model_name]
-        return self._owner.call(lambda: engine.run(self._cuda, feed))
+        return self._owner.call(lambda: engine.run(self._cuda, feed), timeout=self.call_timeout_s)
 
     def close(self) -> None:
         def stop() -> None:
@@ -208,7 +235,7 @@ class TrtBackend:
                 self._cuda.close()
                 self._cuda = None
 
-        if self._owner.alive:
+        if self._owner.alive and not self._owner.hung:
             try:
                 self._owner.call(stop, timeout=30)
             finally:

@@ -268,6 +268,12 @@ class Outbox:
             rows = self._conn.execute(f"SELECT {_COLUMNS} FROM outbox ORDER BY priority, id").fetchall()
         return [_row(r) for r in rows]
 
+    def queued(self, msg_id: str) -> bool:
+        """Whether a message with ``msg_id`` is still waiting to be sent (or acknowledged)."""
+        with self._lock:
+            row = self._conn.execute("SELECT 1 FROM outbox WHERE msg_id = ? LIMIT 1", (msg_id,)).fetchone()
+        return row is not None
+
     def get_meta(self, key: str) -> str | None:
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -12,7 +12,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,9 @@ from agent.compat import UTC
 from agent.errors import PublishError
 
 SCHEMA_VERSION = 1
+# payload kinds whose shape changed since version 1 (docs/mqtt.md, "Schema versions"): forecast
+# (exceedance as a list, horizons), alert and alert_event (expires, sensors, model_version rule)
+SCHEMA_VERSIONS: dict[str, int] = {"forecast": 2, "alert": 2, "alert_event": 2}
 LEVEL_NAMES: dict[int, str] = {0: "normal", 1: "advisory", 2: "watch", 3: "warning"}
 WIRE_STATES: dict[int, str] = {0: "intact", 1: "tripped", 2: "open_circuit", 3: "short"}
 EVENT_TYPES = ("trigger", "update", "resolve", "acknowledge")
@@ -80,11 +83,21 @@ class PayloadFactory:
     agent_version: str
     clock: Callable[[], float] = time.time
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+    # source -> the sensors behind it (see ``sensor_identities``); level -> validity (s) for ``expires``
+    sensors: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+    validity_s: Mapping[int, float] = field(default_factory=dict)
+
+    def _alert_context(self, level: int, explanation: Mapping[str, Any], t: float) -> dict[str, Any]:
+        """``expires`` and ``sensors`` of an alert (or alert event) at ``level`` with ``explanation``."""
+        validity = self.validity_s.get(int(level))
+        expires = iso_z(t + validity) if level > 0 and validity is not None else None
+        named = [str(s.get("source")) for s in explanation.get("sources") or [] if isinstance(s, Mapping)]
+        return {"expires": expires, "sensors": {n: self.sensors[n] for n in named if n in self.sensors}}
 
     def envelope(self, schema: str, t: float | None = None) -> dict[str, Any]:
         return {
             "schema": f"lews.{schema}",
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": SCHEMA_VERSIONS.get(schema, SCHEMA_VERSION),
             "msg_id": self.new_id(),
             "time": iso_z(self.clock() if t is None else t),
             "site": self.site,
@@ -132,6 +145,7 @@ class PayloadFactory:
         ``model_version`` and ``completeness`` are lifted from the explanation (docs/warning-engine.md)."""
         exp = clean_json(explanation, "explanation")
         p = self.envelope("alert", t)
+        now = self.clock() if t is None else t
         p.update(
             level=_level(level),
             level_name=LEVEL_NAMES[level],
@@ -141,6 +155,7 @@ class PayloadFactory:
             model_version=exp.get("model_version"),
             completeness=_fraction(exp.get("overall_completeness"), "overall_completeness"),
             explanation=exp,
+            **self._alert_context(level, exp, now),
         )
         return p
 
@@ -173,6 +188,7 @@ class PayloadFactory:
             model_version=exp.get("model_version"),
             completeness=_fraction(exp.get("overall_completeness"), "overall_completeness"),
             event=ev,
+            **self._alert_context(level, exp, event_t),
         )
         return p
 
@@ -182,22 +198,31 @@ class PayloadFactory:
         valid_from: float,
         horizon_s: float,
         predicted_mm: Mapping[str, float | None],
-        exceedance: Mapping[str, float | None],
+        exceedance: Sequence[Mapping[str, Any]],
         level: int,
         model_version: str | None,
         backend: str,
         completeness: float | None,
         thresholds_mm: Mapping[str, float] | None = None,
+        model: Mapping[str, Any] | None = None,
+        horizons: Sequence[Mapping[str, Any]] = (),
+        warning: Mapping[str, Any] | None = None,
         t: float | None = None,
     ) -> dict[str, Any]:
+        """Schema v2: ``exceedance`` is a list of ``{threshold_mm, probability, level}`` for the site's
+        level thresholds at the warning horizon ``horizon_s``; ``horizons`` every horizon's forecast;
+        ``model`` names the model and horizon; ``warning`` the alarm-rate target."""
         p = self.envelope("forecast", t)
         p.update(
             valid_from=iso_z(valid_from),
             valid_to=iso_z(valid_from + horizon_s),
             horizon_s=float(horizon_s),
             predicted_mm=clean_json(dict(predicted_mm), "predicted_mm"),
-            exceedance=clean_json(dict(exceedance), "exceedance"),
+            exceedance=clean_json([dict(e) for e in exceedance], "exceedance"),
             thresholds_mm=clean_json(dict(thresholds_mm or {}), "thresholds_mm"),
+            model=clean_json(dict(model or {"name": "displacement", "variant": None}), "model"),
+            horizons=clean_json([dict(h) for h in horizons], "horizons"),
+            warning=clean_json(None if warning is None else dict(warning), "warning"),
             level=_level(level),
             model_version=model_version,
             backend=backend,

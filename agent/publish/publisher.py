@@ -3,6 +3,8 @@ commits them to the durable outbox and lets the MQTT link send them; answers sig
 
 Only the retained ``status`` (birth at each connect, periodic refresh, LWT) goes around the outbox:
 it describes the live connection, so a stale copy would be wrong. Everything else goes through it.
+
+Retained state is always current and a full disk degrades, never silences: see agent/publish/retained.py.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from agent.errors import CommandRejected, LewsError, PublishError
+from agent.errors import CommandRejected, LewsError, OutboxError, PublishError
 from agent.publish import schemas
-from agent.publish.cap import build_cap
+from agent.publish.cap_outbound import cap_outbound
 from agent.publish.client import DirectMessage, MqttLink
 from agent.publish.commands import CommandVerifier, VerifiedCommand
 from agent.publish.outbox import OutboundMessage, Outbox
 from agent.publish.payloads import PayloadFactory, dumps
+from agent.publish.retained import RetainedState, send_live
 from agent.publish.settings import MqttSettings
 from agent.publish.topics import TOPICS, command_filter, command_name, topic_for
 
@@ -30,8 +33,6 @@ CommandHandler = Callable[[VerifiedCommand], str]
 NONCE_FILE = "command_nonces.sqlite"  # seen command nonces, beside the outbox (agent/publish/nonces.py)
 # Outbox meta key of the warning engine state, committed with the events it produced.
 ENGINE_STATE_KEY = "engine_state"
-# Sources whose level rests on measurements of the slope itself: CAP certainty "Observed".
-OBSERVED_SOURCES = frozenset({"wire", "velocity", "inverse_velocity", "seismic"})
 
 
 class Publisher:
@@ -49,13 +50,18 @@ class Publisher:
         handlers: Mapping[str, CommandHandler] | None = None,
         clock: Callable[[], float] = time.time,
         wall_clock: Callable[[], float] = time.time,
+        sensors: Mapping[str, list[dict[str, Any]]] | None = None,
+        validity_s: Mapping[int, float] | None = None,
     ) -> None:
         """``clock`` dates the payloads (the daemon's, possibly simulated, time); ``wall_clock`` is real
         time for what depends on it: the outbox's queue ages (historical marking) and command
-        freshness against the signer's clock."""
+        freshness against the signer's clock. ``sensors`` (source -> sensors behind it) and
+        ``validity_s`` (level -> seconds) give alerts their ``sensors`` and ``expires``."""
         self.settings = settings
         self.site, self.node = site, node
-        self.factory = PayloadFactory(site, node, agent_version, clock=clock)
+        self.factory = PayloadFactory(
+            site, node, agent_version, clock=clock, sensors=sensors or {}, validity_s=validity_s or {}
+        )
         self._clock = clock
         self.backend, self.mode = backend, mode
         self.started_at = clock()
@@ -69,6 +75,7 @@ class Publisher:
             hard_limit_bytes=None if ob.hard_limit_mb is None else int(ob.hard_limit_mb * 1024 * 1024),
             clock=wall_clock,
         )
+        self.retained = RetainedState(self.outbox, site, node)
         self.verifier = (
             CommandVerifier.from_settings(
                 settings.commands, wall_clock, nonce_path=ob.path.with_name(NONCE_FILE)
@@ -79,7 +86,9 @@ class Publisher:
         self.handlers: dict[str, CommandHandler] = {"ping": lambda _c: "pong", **(handlers or {})}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()  # live_not_durable, shed, telemetry_shed, invalid_sent
+        self.shed_droppable = False  # set while the disk runs low: telemetry is not even queued
+        self._degraded: str | None = None  # reason shown in the retained status (e.g. "disk full ...")
         self._batch = threading.local()  # .msgs: telemetry collected by telemetry_batch() on this thread
         will = self.factory.status(
             "offline",
@@ -93,7 +102,7 @@ class Publisher:
             self.outbox,
             client_id=settings.client_id or f"lews-{site}-{node}",
             will=DirectMessage(topic_for("status", site, node), dumps(will)),
-            birth=lambda: [self._status_message("online", None)],
+            birth=lambda: [self._status_message("online", None), *self.retained.messages()],
             subscriptions=[command_filter(site, node)] if self.verifier else [],
             on_message=self._on_message,
             clock=wall_clock,
@@ -128,9 +137,21 @@ class Publisher:
             self.backend, self.mode = backend, mode
         self.link.publish_direct(self._status_message("online", None))
 
+    def set_degraded(self, reason: str | None) -> None:
+        """Show ``reason`` (e.g. "disk full: ...") in the retained status with mode "degraded";
+        None: back to the backend's mode. Refreshes the status at once when the mode flips (new
+        numbers in the same mode go out with the periodic status)."""
+        with self._lock:
+            flipped = (reason is None) != (self._degraded is None)
+            self._degraded = reason
+        if flipped:
+            self.link.publish_direct(self._status_message("online", None))
+
     def _status_message(self, state: str, reason: str | None) -> DirectMessage:
         with self._lock:
             backend, mode = self.backend, self.mode
+            if self._degraded is not None and state == "online":
+                mode, reason = "degraded", reason or self._degraded
         payload = self.factory.status(
             state,
             backend=backend,
@@ -174,11 +195,31 @@ class Publisher:
             coalesce_key=topic if spec.coalesce else None,
         )
 
-    def enqueue(self, kind: str, payload: Mapping[str, Any], sensor: str | None = None) -> int | None:
-        """Commit one payload to the outbox (None: refused because the outbox is full, counted)."""
-        row = self.outbox.enqueue(self.message(kind, payload, sensor))
-        self.link.wake()
-        return row
+    def enqueue(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        sensor: str | None = None,
+        meta: dict[str, str | None] | None = None,
+    ) -> int | None:
+        """Commit one payload to the outbox (None: refused because the outbox is full, or sent live /
+        shed because it could not be stored; counted)."""
+        return self._commit([self.message(kind, payload, sensor)], meta)[0]
+
+    def _commit(
+        self, msgs: list[OutboundMessage], meta: dict[str, str | None] | None = None
+    ) -> list[int | None]:
+        """Commit messages (and meta) in one transaction; when the outbox cannot store them, send the
+        undroppable ones live (marked ``durable: false``) and shed the rest, all counted."""
+        try:
+            rows = self.outbox.enqueue_many(msgs, meta=meta)
+        except OutboxError as exc:
+            send_live(self.link, self.retained, self.counters, msgs, exc)
+            return [None] * len(msgs)
+        self.retained.stored(msgs)
+        if msgs:
+            self.link.wake()
+        return rows
 
     def publish_alert_event(
         self,
@@ -240,48 +281,22 @@ class Publisher:
             cur = self.factory.alert(
                 current_level, current_explanation, alert_id=current_alert_id, acknowledged_by=acknowledged_by
             )
-            msgs.append(self.message("alert", cur))
+            alert = self.message("alert", cur)
+            msgs.append(alert)
             msgs.extend(caps)
+            meta.update(self.retained.meta_for(alert))
         if state is not None:
             meta[ENGINE_STATE_KEY] = state
-        rows = self.outbox.enqueue_many(msgs, meta=meta)
-        if msgs:
-            self.link.wake()
-        return rows
+        return self._commit(msgs, meta)
 
     def _cap_message(
         self, ev: Mapping[str, Any], pending: Mapping[str, str | None]
     ) -> tuple[OutboundMessage, dict[str, str | None]]:
         """The CAP message of one event; ``pending``: meta of the same transaction not yet committed."""
-        alert_id, kind = str(ev["alert_id"]), str(ev["event_type"])
-        key = f"cap_refs:{alert_id}"
+        key = f"cap_refs:{ev['alert_id']}"
         refs = ((pending[key] if key in pending else self.outbox.get_meta(key)) or "").split()
-        contributing = set(ev["event"]["explanation"].get("contributing") or [])
-        cap = build_cap(
-            self.settings.cap,
-            site=self.site,
-            node=self.node,
-            identifier=f"lews-{self.site}-{self.node}-{ev['msg_id']}",
-            event_type=kind,
-            level=int(ev["level"]),
-            t=self._clock(),
-            observed=bool(contributing & OBSERVED_SOURCES),
-            references=refs,
-            description=str(ev.get("summary") or ""),
-            parameters={"LEWS_ALERT_ID": alert_id, "LEWS_EVENT_ID": str(ev["event_id"])},
-        )
-        spec = TOPICS["cap"]
-        msg = OutboundMessage(
-            topic=topic_for("cap", self.site, self.node),
-            payload=cap.xml,
-            qos=spec.qos,
-            retain=spec.retain,
-            priority=spec.priority,
-            droppable=False,
-            msg_id=cap.identifier,
-            content_type=spec.content_type,
-        )
-        return msg, {key: None if kind == "resolve" else " ".join([*refs, cap.reference])}
+        msg, chain = cap_outbound(self.settings.cap, self.site, self.node, ev, refs, self._clock())
+        return msg, {key: chain}
 
     def publish_current_alert(
         self,
@@ -290,26 +305,29 @@ class Publisher:
         alert_id: str | None,
         acknowledged_by: str | None = None,
     ) -> int | None:
-        """Only the retained current alert (e.g. at start, from the restored engine state)."""
-        return self.enqueue(
+        """Only the retained current alert (at start, when the stored one differs from the engine's)."""
+        msg = self.message(
             "alert",
             self.factory.alert(level, explanation, alert_id=alert_id, acknowledged_by=acknowledged_by),
         )
+        return self._commit([msg], self.retained.meta_for(msg))[0]
 
     def publish_forecast(self, **kwargs: Any) -> int | None:
         return self.enqueue("forecast", self.factory.forecast(**kwargs))
 
     def publish_telemetry(self, sensor: str, values: Mapping[str, float | None], **kwargs: Any) -> int | None:
         """Commit one telemetry message; inside :meth:`telemetry_batch` it is collected (returns None)
-        and committed with the batch's others in one transaction."""
+        and committed with the batch's others in one transaction. Shed (counted) while the disk runs
+        low."""
+        if self.shed_droppable:  # the space left is for alarms
+            self.counters["telemetry_shed"] += 1
+            return None
         msg = self.message("telemetry", self.factory.telemetry(sensor, values, **kwargs), sensor)
         pending: list[OutboundMessage] | None = getattr(self._batch, "msgs", None)
         if pending is not None:
             pending.append(msg)
             return None
-        row = self.outbox.enqueue(msg)
-        self.link.wake()
-        return row
+        return self._commit([msg])[0]
 
     @contextmanager
     def telemetry_batch(self) -> Iterator[None]:
@@ -321,8 +339,7 @@ class Publisher:
         finally:
             msgs, self._batch.msgs = self._batch.msgs, None
             if msgs:
-                self.outbox.enqueue_many(msgs)
-                self.link.wake()
+                self._commit(msgs)
 
     def publish_wire(self, state: int, *, changed_at: float, level: int) -> int | None:
         """The wire alarm first: sent to the broker at once, then committed (fsync) while it travels.
@@ -330,13 +347,20 @@ class Publisher:
         Nothing is queued ahead of the send: no schema validation (done after the commit, an
         invalid payload is logged and counted), no outbox lock, no fsync. The committed row is
         adopted by the link (deleted at the PUBACK, never sent twice); without a connection it is
-        sent from the outbox like any message. See docs/mqtt.md, "The wire message's path"."""
+        sent from the outbox like any message. Kept as the retained wire state; on a full disk sent
+        live (agent/publish/retained.py). See docs/mqtt.md."""
         payload = self.factory.wire(state, changed_at=changed_at, level=level)
         msg = self._wrap("wire", payload)
         sent = self.link.send_now(msg)
-        row = self.outbox.enqueue(msg)
-        if sent and row is not None:
-            self.link.adopt(row, msg.msg_id)
+        try:
+            row = self.outbox.enqueue_many([msg], meta=self.retained.meta_for(msg))[0]
+        except OutboxError as exc:
+            row = None
+            send_live(self.link, self.retained, self.counters, [msg], exc, already_sent=sent)
+        else:
+            self.retained.stored([msg])
+            if sent and row is not None:
+                self.link.adopt(row, msg.msg_id)
         self.link.wake()
         try:
             schemas.validate(TOPICS["wire"].schema or "wire", payload)
@@ -375,4 +399,5 @@ class Publisher:
             "outbox": self.outbox.stats(),
             "link": self.link.stats(),
             "commands": None if self.verifier is None else self.verifier.counters(),
+            "degraded": dict(self.counters),
         }

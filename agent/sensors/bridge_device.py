@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from agent.features.samples import Sample
 from firmware_bridge.messages import (
     Ack,
     Frame,
@@ -34,8 +36,6 @@ from firmware_bridge.messages import (
     Wire,
     WireState,
 )
-
-from agent.features.samples import Sample
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,12 @@ import time
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from firmware_bridge.reader import FrameDecoder
-
 from agent.errors import ConfigError
 from agent.features.samples import Sample
 from agent.sensors.bridge_device import BridgeDevice, RainState
 from agent.sensors.seismic import SeismicConfig, SeismicProcessor
 from agent.sensors.settings import SensorsConfig, SerialPortConfig
+from firmware_bridge.reader import FrameDecoder
 
 
 class PortDecoder(Protocol):

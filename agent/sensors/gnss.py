@@ -206,7 +206,7 @@ class GnssProcessor:
         self.cfg = cfg
         self.framer = GnssFramer(PARSED_TYPES)
         self.assembler = EpochAssembler(sources=cfg.sources, ctx=TimeContext(clock=clock))
-        self.rejected: Counter[str] = Counter(dict.fromkeys(GATE_REASONS, 0))
+        self.rejected: Counter[str] = Counter(dict.fromkeys((*GATE_REASONS, "non_finite"), 0))
         self.epochs_total = 0
         self.epochs_gated = 0
         self.keep_epochs = keep_epochs
@@ -235,6 +235,12 @@ class GnssProcessor:
         reason = gate(epoch, self.cfg.gate)
         if reason is None:
             e, n, u = to_enu_mm(epoch, self.cfg.reference, self.cfg.relpos_origin_mm)
+            extras = (epoch.h_acc_mm, epoch.num_sv)  # NaN there means unknown; inf is garbage
+            if not all(map(math.isfinite, (e, n, u))) or any(map(math.isinf, extras)):
+                # a checksum-valid frame with absurd numbers (height 1e306 m) overflows to +-inf in
+                # the ENU conversion: dropped here, counted, before any subscriber sees it
+                reason = "non_finite"
+                self.rejected[reason] += 1
         else:
             self.rejected[reason] += 1
             e = n = u = math.nan

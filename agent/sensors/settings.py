@@ -33,6 +33,11 @@ class SerialPortConfig(_Section):
         "(the site microcontroller: rain, seismic, wire alarm, heartbeat).",
     )
     enabled: bool = Field(default=True, description="Disabled ports are neither opened nor replayed.")
+    station: str | None = Field(
+        default=None,
+        description="Station id of what speaks on the port (e.g. the GNSS monument 'URB1'); named in alerts.",
+        max_length=64,
+    )
 
 
 class GnssReferenceConfig(_Section):

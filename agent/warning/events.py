@@ -49,8 +49,10 @@ class Explanation:
 
     @property
     def model_version(self) -> str | None:
-        """The forecast model ("name@version"), else the risk-map model, else None."""
-        models = {s.source: s.model for s in self.sources if s.model}
+        """The model behind the level: the forecast's ("name@version"), else the risk map's, among the
+        contributing sources only; None when the level rests on sources without a model (the wire)."""
+        contributing = set(self.contributing)
+        models = {s.source: s.model for s in self.sources if s.model and s.source in contributing}
         return models.get("forecast") or models.get("spatial")
 
     @property

@@ -36,9 +36,10 @@ class WireInput:
 class ForecastInput:
     """Latest displacement forecast from the model.
 
-    ``predicted_mm``: predicted next-step displacement (mm per step, the model's horizon);
+    ``predicted_mm``: predicted cumulative displacement over ``horizon_s`` (mm; older bundles: one step);
     ``interval_lo_mm``/``interval_hi_mm``: conformal interval at ``interval_level`` (e.g. 0.9), NaN if absent;
-    ``exceedance``: threshold in mm -> probability that the next-step displacement exceeds it;
+    ``exceedance``: threshold in mm -> probability that the displacement over the horizon exceeds it;
+    ``alarm_probability``/``alarm_cutoff``: the site's warning target (K-day velocity above V);
     ``completeness``: fraction (0..1) of the model's input window that was present.
     """
 
@@ -52,6 +53,9 @@ class ForecastInput:
     interval_level: float = float("nan")
     exceedance: Mapping[float, float] = field(default_factory=dict)
     horizon_s: float = 86400.0
+    # P(K-day velocity > the site's alarm rate V within the horizon) and its calibrated cutoff (NaN: none)
+    alarm_probability: float = float("nan")
+    alarm_cutoff: float = float("nan")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,11 @@ class RainInput:
     event_mean_intensity_mm_h: float
     completeness: float
     antecedent_mm: Mapping[float, float] = field(default_factory=dict)
+    # The hourly record behind the summary (for the calibrated rules' N-hour/N-day windows): step start
+    # times, mm per hour, and whether the gauge reported in that hour. None when not available.
+    hourly_start: NDArray[np.float64] | None = None
+    hourly_mm: NDArray[np.float64] | None = None
+    hourly_present: NDArray[np.bool_] | None = None
 
 
 @dataclass(frozen=True, slots=True)

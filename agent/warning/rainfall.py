@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike
 
 from agent.warning.inputs import RainInput
 from agent.warning.levels import SourceLevel, grade, no_data
+from agent.warning.rain_calibrated import calibrated_rule
 from agent.warning.rules import freshness_problem
 from agent.warning.settings import RainfallSettings
 
@@ -33,6 +34,13 @@ def rainfall_rule(rain: RainInput | None, now: float, cfg: RainfallSettings, ban
     problem = freshness_problem(rain.t, now, cfg.max_age_s, rain.completeness, cfg.min_completeness)
     if problem is not None:
         return no_data("rainfall", problem, completeness=rain.completeness)
+    id_level = _id_curve_rule(rain, cfg, band)
+    if cfg.calibrated is None:
+        return id_level
+    return calibrated_rule(rain, now, cfg.calibrated, band, cfg.max_age_s, id_level)
+
+
+def _id_curve_rule(rain: RainInput, cfg: RainfallSettings, band: float) -> SourceLevel:
     pairs: list[tuple[str, float, float]] = [("event", rain.event_duration_h, rain.event_mean_intensity_mm_h)]
     pairs += [(f"rolling_{w:g}h", float(w), float(i)) for w, i in sorted(rain.intensities_mm_h.items())]
     checked: list[dict[str, float | str]] = []
@@ -149,6 +157,7 @@ def rain_summary(
     antecedent = {d: float(np.nansum(rain[t_arr > now - d * 86400.0])) for d in antecedent_days}
     events = rain_events(t_arr, rain, step_s, dry_gap_h)
     current = events[-1] if events and now - events[-1].end < dry_gap_h * 3600.0 else None
+    hourly = step_s == 3600.0
     return RainInput(
         t=float(t_arr[-1]) if t_arr.size else float("nan"),
         intensities_mm_h=intensities,
@@ -156,4 +165,7 @@ def rain_summary(
         event_mean_intensity_mm_h=current.mean_intensity_mm_h if current else 0.0,
         completeness=completeness,
         antecedent_mm=antecedent,
+        hourly_start=t_arr - step_s if hourly else None,
+        hourly_mm=rain if hourly else None,
+        hourly_present=np.isfinite(rain) if hourly else None,
     )

@@ -110,6 +110,19 @@ def _probability_for(exceedance: Mapping[float, float], threshold_mm: float) -> 
     return usable[0] if usable else None
 
 
+def _alarm_rate(
+    fc: ForecastInput, cfg: ForecastSettings, band: float
+) -> tuple[Level, Level, dict[str, float | int] | None]:
+    """Level from P(K-day velocity > V within the horizon) >= the bundle's calibrated cutoff."""
+    p, cut = fc.alarm_probability, fc.alarm_cutoff
+    if not (math.isfinite(p) and math.isfinite(cut)):
+        return Level.NORMAL, Level.NORMAL, None
+    evidence = {"p": p, "cutoff": cut, "level": cfg.alarm_rate_level}
+    level = Level(cfg.alarm_rate_level) if p >= cut else Level.NORMAL
+    release = Level(cfg.alarm_rate_level) if p >= cut * (1.0 - band) else Level.NORMAL
+    return level, release, evidence
+
+
 def forecast_rule(fc: ForecastInput | None, now: float, cfg: ForecastSettings, band: float) -> SourceLevel:
     """Forecast: grade the displacement (by ``interval_policy``) and the exceedance probabilities;
     the source level is the higher of the two."""
@@ -145,9 +158,12 @@ def forecast_rule(fc: ForecastInput | None, now: float, cfg: ForecastSettings, b
             prob_level = Level(k)
         if p >= p_min * (1.0 - band):
             prob_release = Level(k)
-    level = max(disp.level, prob_level)
-    release = max(disp.release_level, prob_release, level)
+    alarm_level, alarm_release, alarm = _alarm_rate(fc, cfg, band)
+    level = max(disp.level, prob_level, alarm_level)
+    release = max(disp.release_level, prob_release, alarm_release, level)
     driver = "exceedance probability" if prob_level > disp.level else f"{policy} displacement"
+    if alarm_level > max(disp.level, prob_level):
+        driver = "alarm-rate forecast"
     evidence = {
         "predicted_mm": fc.predicted_mm,
         "interval_lo_mm": fc.interval_lo_mm,
@@ -157,10 +173,13 @@ def forecast_rule(fc: ForecastInput | None, now: float, cfg: ForecastSettings, b
         "level_by": {k: int(g.level) for k, g in grades.items()},
         "thresholds_mm": disp.thresholds,
         "exceedance": prob_evidence,
+        "alarm_rate": alarm,
         "horizon_s": fc.horizon_s,
         "driver": driver,
     }
-    reason = f"forecast {fc.predicted_mm:.2f} mm next step; level {int(level)} by {driver}"
+    reason = (
+        f"forecast {fc.predicted_mm:.2f} mm in {fc.horizon_s / 86400:g} d; level {int(level)} by {driver}"
+    )
     return SourceLevel(
         "forecast",
         level,

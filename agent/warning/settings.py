@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from agent.errors import ConfigError
+from agent.warning.rain_settings import CalibratedRain
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -81,7 +82,9 @@ class ForecastSettings(_Section):
     )
     displacement_mm: LevelThresholds = Field(
         default_factory=lambda: LevelThresholds(advisory=2.0, watch=5.0, warning=10.0),
-        description="Predicted next-step displacement (mm per model step) for levels 1..3. Site-specific.",
+        description="Predicted cumulative displacement (mm) over the bundle's warning horizon (its longest "
+        "horizon up to the alarm-rate horizon; 1 step for older bundles) for levels 1..3; also the "
+        "thresholds the forecast payload's exceedance probabilities are computed for. Site-specific.",
     )
     interval_policy: Literal["point", "lower", "upper"] = Field(
         default="point",
@@ -90,7 +93,25 @@ class ForecastSettings(_Section):
     )
     exceedance_probability: LevelThresholds = Field(
         default_factory=lambda: LevelThresholds(advisory=0.3, watch=0.5, warning=0.7),
-        description="Level k is reached when P(next-step displacement > displacement_mm[k]) >= this.",
+        description="Level k is reached when P(displacement over the warning horizon > displacement_mm[k]) "
+        ">= this.",
+    )
+    alarm_rate_level: int = Field(
+        default=2,
+        ge=1,
+        le=3,
+        description="Level raised when the model says the K-day velocity will exceed the site's alarm rate V "
+        "within the horizon (P >= the bundle's calibrated cutoff).",
+    )
+    alarm_velocity_mm_per_day: float | None = Field(
+        default=None,
+        gt=0,
+        description="The site's alarm rate V (mm/day); default: the bundle's, derived from the station's "
+        "history (docs/displacement.md). Applies to bundles whose warning probability comes from the "
+        "forecast distribution.",
+    )
+    alarm_k_days: int | None = Field(
+        default=None, ge=1, le=60, description="K of the K-day velocity; default: the bundle's (7)."
     )
 
     @model_validator(mode="after")
@@ -181,6 +202,11 @@ class RainfallSettings(_Section):
         default_factory=lambda: LevelThresholds(advisory=1.0, watch=2.0, warning="off"),
         description="Levels 1..3 at these multiples of the ID threshold intensity. Rain alone reaches "
         "level 3 only once a site-calibrated multiple is set (the global curve is a minimum threshold).",
+    )
+    calibrated: CalibratedRain | None = Field(
+        default=None,
+        description="Site-calibrated rain rules from `agent-export calibrate rain` (docs/rain-thresholds.md);"
+        " when set they grade the rainfall source and the ID curve is only shown beside them.",
     )
 
     @model_validator(mode="after")

@@ -45,7 +45,7 @@ def _weights(kind: str, w: int) -> np.ndarray:
         # c_j = (j - jbar) / sum (j - jbar)^2; as weights on v_i: sum_{j>=i} c_j
         j = np.arange(w, dtype=np.float64)
         c = (j - j.mean()) / np.sum((j - j.mean()) ** 2)
-        return np.cumsum(c[::-1])[::-1]
+        return np.ascontiguousarray(np.cumsum(c[::-1])[::-1])
     raise ValueError(f"unknown reference {kind!r}")
 
 

@@ -75,6 +75,32 @@ def read_stack(path: Path, mask_path: Path | None = None) -> GeoStack:
     return GeoStack({c: bands[c] for c in STATIC_CHANNELS}, bands.get("lsi"), mask, profile)
 
 
+def read_layers(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Every band of a GeoTIFF by its description (lower case; nodata -> NaN) + the rasterio profile.
+
+    For stacks of any named channels (e.g. ``red, green, blue`` orthophotos); bands must be named.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        with rasterio.open(path) as ds:
+            data = ds.read().astype(np.float32)
+            names = [(d or "").strip().lower() for d in ds.descriptions]
+            profile = dict(ds.profile)
+            nodata = ds.nodata
+    except RasterioIOError as exc:
+        raise RasterError(f"cannot open GeoTIFF {path}: {exc}", fix="pass a readable GeoTIFF") from exc
+    if not all(names) or len(set(names)) != len(names):
+        raise RasterError(
+            f"{path}: bands must carry unique names (descriptions), got {names}",
+            fix="set band descriptions (e.g. red, green, blue, mask) when writing the GeoTIFF",
+        )
+    if nodata is not None:
+        data = np.where(data == nodata, np.nan, data)
+    return dict(zip(names, data, strict=True)), profile
+
+
 def write_stack(path: Path, bands: dict[str, np.ndarray], crs: str, transform: Any) -> None:
     """Write named float32 bands (order of ``ORDER`` for known names) as one GeoTIFF stack."""
     import rasterio

@@ -7,9 +7,10 @@ A DATA_DIR holds ``tiles.json`` and ``tiles/<id>.npz``. ``tiles.json``::
      "tiles": [{"id": "s003_r1_c0", "file": "tiles/s003_r1_c0.npz", "scene": "s003", "row": 1, "col": 0,
                 "rain_mm_h": 12.0, "rain_h": 30.0, "positive_fraction": 0.07}, ...]}
 
-Each ``.npz`` holds ``x`` (float32, (7, T, T), channel order of ``channels``) and ``y`` (uint8, (T, T),
-1 = landslide / unstable). ``scene`` + ``row``/``col`` (tile position in its scene) drive the spatially
-blocked split.
+``channels`` names the tile channels in order (any list: the 7-channel LSI stack, ``red, green, blue,
+grvi`` for Bijie, ...). Each ``.npz`` holds ``x`` (float32, (C, T, T), channel order of
+``channels``) and ``y`` (uint8, (T, T), 1 = landslide / unstable). ``scene`` + ``row``/``col`` (tile
+position in its scene) drive the spatially blocked split (for imported images: scene = image).
 """
 
 from __future__ import annotations
@@ -48,8 +49,12 @@ class TileSet:
     meta: dict[str, Any]
     records: list[TileRecord]
 
+    @property
+    def channels(self) -> list[str]:
+        return [str(c) for c in self.meta["channels"]]
+
     def load(self, ids: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Stack tiles (all, or ``ids`` in that order) -> x (N, 7, T, T) float32, y (N, T, T) uint8."""
+        """Stack tiles (all, or ``ids`` in that order) -> x (N, C, T, T) float32, y (N, T, T) uint8."""
         by_id = {r.id: r for r in self.records}
         wanted = ids if ids is not None else [r.id for r in self.records]
         xs, ys = [], []
@@ -59,12 +64,12 @@ class TileSet:
                     f"tile {tid!r} is not in {self.root}/tiles.json",
                     fix="use the data dir the run was trained on",
                 )
-            x, y = read_tile(self.root / by_id[tid].file, int(self.meta["tile_size"]))
+            x, y = read_tile(self.root / by_id[tid].file, int(self.meta["tile_size"]), len(self.channels))
             xs.append(x)
             ys.append(y)
         t = int(self.meta["tile_size"])
         if not xs:
-            return np.zeros((0, len(CHANNELS), t, t), np.float32), np.zeros((0, t, t), np.uint8)
+            return np.zeros((0, len(self.channels), t, t), np.float32), np.zeros((0, t, t), np.uint8)
         return np.stack(xs), np.stack(ys)
 
 
@@ -73,7 +78,7 @@ def write_tile(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     np.savez_compressed(path, x=x.astype(np.float32), y=y.astype(np.uint8))
 
 
-def read_tile(path: Path, tile_size: int) -> tuple[np.ndarray, np.ndarray]:
+def read_tile(path: Path, tile_size: int, n_channels: int = len(CHANNELS)) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise RasterError(f"tile file {path} is missing", fix="regenerate the data dir or restore the file")
     try:
@@ -82,16 +87,18 @@ def read_tile(path: Path, tile_size: int) -> tuple[np.ndarray, np.ndarray]:
             y = np.asarray(z["y"], dtype=np.uint8)
     except (OSError, KeyError, ValueError) as exc:
         raise RasterError(f"tile file {path} is unreadable: {exc}", fix="regenerate the data dir") from exc
-    if x.shape != (len(CHANNELS), tile_size, tile_size) or y.shape != (tile_size, tile_size):
+    if x.shape != (n_channels, tile_size, tile_size) or y.shape != (tile_size, tile_size):
         raise RasterError(
-            f"tile {path} has x{x.shape} y{y.shape}, expected x({len(CHANNELS)},{tile_size},{tile_size})",
+            f"tile {path} has x{x.shape} y{y.shape}, expected x({n_channels},{tile_size},{tile_size})",
             fix="regenerate the data dir with this version of agent-export",
         )
     return x, y
 
 
-def write_index(root: Path, meta: dict[str, Any], records: list[TileRecord]) -> Path:
-    doc = {"format": FORMAT, "version": VERSION, "channels": list(CHANNELS), **meta}
+def write_index(
+    root: Path, meta: dict[str, Any], records: list[TileRecord], channels: list[str] | None = None
+) -> Path:
+    doc = {"format": FORMAT, "version": VERSION, "channels": list(channels or CHANNELS), **meta}
     doc["tiles"] = [asdict(r) for r in records]
     path = root / "tiles.json"
     path.write_text(json.dumps(doc, indent=1))
@@ -114,11 +121,15 @@ def open_tileset(root: Path) -> TileSet:
             f"{path} has format {doc.get('format')!r} v{doc.get('version')}, expected {FORMAT!r} v{VERSION}",
             fix="regenerate the data dir with this version of agent-export",
         )
-    if list(doc.get("channels", [])) != list(CHANNELS):
+    names = doc.get("channels")
+    if not isinstance(names, list) or not names or not all(isinstance(c, str) and c for c in names):
         raise RasterError(
-            f"{path} channels {doc.get('channels')} differ from {list(CHANNELS)}",
-            fix="write the tiles in the channel order of agent.features.raster_channels.CHANNELS",
+            f"{path} has no channel list (channels: {names!r})",
+            fix="name the tile channels in order in tiles.json 'channels' (e.g. the LSI stack "
+            f"{list(CHANNELS)} or red, green, blue, grvi)",
         )
+    if len(set(names)) != len(names):
+        raise RasterError(f"{path} repeats a channel name: {names}", fix="name every channel once")
     try:
         records = [TileRecord(**r) for r in doc.pop("tiles")]
     except (TypeError, KeyError) as exc:

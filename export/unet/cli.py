@@ -54,6 +54,26 @@ def import_raster(
     typer.echo(f"wrote {counts['tiles']} tiles to {out} ({counts})")
 
 
+def import_bijie_cmd(
+    root: Path = typer.Argument(..., help="Dir with images/<id>.png and masks/<id>.png (Bijie layout)."),
+    out: Path = typer.Option(..., "--out", help="Tile data dir to write."),
+    size: int = typer.Option(128, "--size", min=16, help="Resize every image to SIZE x SIZE px."),
+    tile: int = typer.Option(128, "--tile", min=16, help="Tile size (SIZE must be a multiple)."),
+    channels: str = typer.Option(
+        "red,green,blue,grvi", "--channels", help="Comma-separated channels (red, green, blue, grvi, ...)."
+    ),
+) -> None:
+    """Import Bijie image/mask PNGs as training tiles (one scene per image; raw channels)."""
+    from export.raster.bijie import import_bijie
+
+    names = [c.strip() for c in channels.split(",") if c.strip()]
+    try:
+        counts = import_bijie(root, out, size=size, tile=tile, channels=names)
+    except LewsError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"wrote {counts['tiles']} tiles from {counts['images']} images to {out} ({counts})")
+
+
 def train_unet(
     data_dir: Path = typer.Argument(..., help="Tile data dir (tiles.json)."),
     out: Path = typer.Option(..., "--out", help="RUN_DIR to write."),
@@ -64,37 +84,82 @@ def train_unet(
     batch_size: int = typer.Option(8, "--batch-size", min=2),
     lr: float = typer.Option(1e-3, "--lr"),
     threads: int = typer.Option(0, "--threads", help="torch threads (0: torch's default)."),
+    folds: int = typer.Option(
+        0, "--folds", min=0, help="k-fold cross-validation by image (k >= 2), then a final model on all."
+    ),
+    ship: str = typer.Option(
+        "enhanced", "--ship", help="Variant exported as `unet` (plain/hybrid/enhanced)."
+    ),
+    tile: int = typer.Option(128, "--tile", min=16, help="Tile size of the data dir."),
+    brightness: float = typer.Option(0.2, "--brightness", min=0.0, max=0.9, help="Brightness jitter (+-)."),
+    only_fold: list[int] = typer.Option(
+        [], "--only-fold", help="CV: train only this fold (repeatable; for parallel processes), no final."
+    ),
 ) -> None:
-    """Train the enhanced U-Net, the plain and hybrid ablations, a random forest and the LSI reference."""
+    """Train the enhanced U-Net, the plain and hybrid ablations, a random forest and the references."""
     import torch
 
     from export.unet.train import TrainConfig, train_run
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = TrainConfig(epochs=epochs, seed=seed, base=base, depth=depth, batch_size=batch_size, lr=lr)
+    cfg = TrainConfig(
+        epochs=epochs,
+        seed=seed,
+        base=base,
+        depth=depth,
+        batch_size=batch_size,
+        lr=lr,
+        tile=tile,
+        folds=folds,
+        ship=ship,
+        brightness=brightness,
+        only_folds=tuple(only_fold),
+    )
     try:
         doc = train_run(data_dir, out, cfg)
     except LewsError as exc:
         raise _fail(exc) from exc
-    typer.echo(f"wrote {out}/run.json (test dice enhanced: {doc['test_metrics']['enhanced']['dice']})")
+    if only_fold:
+        typer.echo(f"trained folds {doc['cv_partial']} in {out}/folds; rerun without --only-fold to finish")
+    elif folds:
+        dice = doc["cv_metrics"][ship]["dice"]
+        typer.echo(f"wrote {out}/run.json ({folds}-fold CV pooled dice {ship}: {dice})")
+    else:
+        typer.echo(f"wrote {out}/run.json (test dice enhanced: {doc['test_metrics']['enhanced']['dice']})")
 
 
 def evaluate_unet(
     run_dir: Path = typer.Argument(..., help="RUN_DIR written by `train unet`."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    images: Path | None = typer.Option(
+        None, "--images", help="Evaluate the final models on this image/mask dir (same layout) instead."
+    ),
+    int8: bool = typer.Option(False, "--int8", help="Also INT8 (Q/DQ) vs FP32 Dice of the shipped variant."),
 ) -> None:
-    """Dice, IoU, precision, recall and AUC of every model on the run's held-back test tiles."""
+    """Dice, IoU, precision, recall and AUC of every model: held-back test tiles, CV folds, or --images."""
     from export.unet.evaluate import evaluate_run, summary_rows
 
     try:
-        report = evaluate_run(run_dir)
+        if images is not None:
+            from export.unet.cv_eval import evaluate_images
+            from export.unet.run import open_run
+
+            report = evaluate_images(open_run(run_dir), images)
+        else:
+            report = evaluate_run(run_dir)
+        if int8:
+            from export.unet.int8_check import int8_check
+
+            report["int8"] = int8_check(run_dir, images)
     except LewsError as exc:
         raise _fail(exc) from exc
     if as_json:
         typer.echo(json.dumps(report))
         return
-    table = Table(title=f"{run_dir}: {report['test_tiles']} test tiles (synthetic={report['synthetic']})")
+    what = f"{report['folds']}-fold CV, " if report.get("folds") else ""
+    title = f"{run_dir}: {what}{report['test_tiles']} test tiles (synthetic={report['synthetic']})"
+    table = Table(title=title)
     for col in ("model", "dice", "iou", "precision", "recall", "auc"):
         table.add_column(col)
     for row in summary_rows(report):
@@ -128,6 +193,7 @@ def predict_unet(
 def register(groups: Groups) -> None:
     groups.data_synth.command("scenes")(synth_scenes)
     groups.data_import.command("raster")(import_raster)
+    groups.data_import.command("bijie")(import_bijie_cmd)
     groups.train.command("unet")(train_unet)
     groups.evaluate.command("unet")(evaluate_unet)
     groups.predict.command("unet")(predict_unet)

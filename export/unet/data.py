@@ -101,8 +101,31 @@ def fit_normalisation(x: np.ndarray) -> tuple[list[float], list[float]]:
     return [float(v) for v in mean], [float(v) for v in std]
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random flips and 90-degree rotations, the same for a tile and its mask (per sample)."""
+@dataclass(frozen=True)
+class Brightness:
+    """Brightness jitter of the reflectance channels, done on NORMALISED tiles exactly as a raw gain.
+
+    Raw ``r' = b r`` is ``x' = b x + (b - 1) mean / std`` after normalisation; ratio channels (GRVI,
+    NDVI) are invariant to a common gain and are left alone. ``b`` ~ U(1 - amount, 1 + amount).
+    """
+
+    channels: tuple[int, ...]
+    shift: tuple[float, ...]  # mean / std of those channels
+    amount: float = 0.2
+
+    @classmethod
+    def for_stack(
+        cls, names: list[str], reflectance: frozenset[str], mean: list[float], std: list[float]
+    ) -> Brightness | None:
+        idx = tuple(i for i, n in enumerate(names) if n in reflectance)
+        return cls(idx, tuple(mean[i] / std[i] for i in idx)) if idx else None
+
+
+def augment(
+    x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, brightness: Brightness | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flips and 90-degree rotations, the same for a tile and its mask (per sample), and
+    (with ``brightness``) a random illumination gain of the reflectance channels."""
     xs, ys = [], []
     for i in range(x.shape[0]):
         k = int(torch.randint(0, 4, (1,), generator=gen))
@@ -112,6 +135,44 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
         if flip:
             xi = torch.flip(xi, dims=(2,))
             yi = torch.flip(yi, dims=(2,))
+        if brightness is not None:
+            b = 1.0 + brightness.amount * (2.0 * float(torch.rand(1, generator=gen)) - 1.0)
+            xi = xi.clone()
+            for c, sh in zip(brightness.channels, brightness.shift, strict=True):
+                xi[c] = b * xi[c] + (b - 1.0) * sh
         xs.append(xi)
         ys.append(yi)
     return torch.stack(xs), torch.stack(ys)
+
+
+def kfold_by_scene(records: list[TileRecord], k: int, seed: int) -> list[list[str]]:
+    """``k`` folds of tile ids, each fold a set of whole scenes (images): no tile of a test image
+    is ever in training. Scenes are shuffled with the seed and dealt round-robin."""
+    scenes = sorted({r.scene for r in records})
+    if k < 2 or k > len(scenes):
+        raise TrainingError(
+            f"--folds {k} with {len(scenes)} scenes (images)", fix=f"use 2 <= --folds <= {len(scenes)}"
+        )
+    rng = np.random.default_rng(seed)
+    order = [scenes[i] for i in rng.permutation(len(scenes))]
+    fold_of = {s: i % k for i, s in enumerate(order)}
+    return [[r.id for r in records if fold_of[r.scene] == f] for f in range(k)]
+
+
+def inner_split(
+    records: list[TileRecord], ids: list[str], seed: int, fraction: float = 0.2
+) -> tuple[list[str], list[str]]:
+    """Training ids -> (fit ids, validation ids), validation = whole scenes (>= 1), for early stopping
+    and thresholds, so nothing of the outer test fold is used to choose them."""
+    by_id = {r.id: r for r in records}
+    scenes = sorted({by_id[i].scene for i in ids})
+    if len(scenes) < 2:
+        raise TrainingError(
+            f"only {len(scenes)} training scene(s): no validation image left", fix="provide more images"
+        )
+    rng = np.random.default_rng(seed + 7919)
+    n_val = max(1, round(fraction * len(scenes)))
+    val_scenes = {scenes[i] for i in rng.permutation(len(scenes))[:n_val]}
+    fit = [i for i in ids if by_id[i].scene not in val_scenes]
+    val = [i for i in ids if by_id[i].scene in val_scenes]
+    return fit, val

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from agent.errors import RasterError
+from agent.features.channels import RAIN_CHANNELS
 from agent.features.lsi import LsiParams
-from agent.features.raster_channels import LSI_INDEX, build_stack, normalise
+from agent.features.raster_channels import CHANNELS, LSI_INDEX, build_channel_stack, build_stack, normalise
 from agent.features.tiling import cut_tiles, make_grid, stitch
-from export.raster.geotiff import read_stack, write_probability
+from export.raster.geotiff import read_layers, read_stack, write_probability
 from export.raster.l4s import l4s_static_channels, read_l4s_patch
 from export.raster.preview import write_preview
 from export.unet.run import export_module, open_run
@@ -54,8 +55,9 @@ def predict_raster(
     overlap: int = 32,
     margin: int = 16,
     batch: int = 8,
+    channels: list[str] | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """(7, H, W) raw stack -> (H, W) probability via overlapping tiles; ``module`` outputs probabilities."""
+    """(C, H, W) raw stack -> (H, W) probability via overlapping tiles; ``module`` outputs probabilities."""
     x, replaced = normalise(stack, mean, std)
     grid = make_grid(x.shape[1], x.shape[2], tile=tile, overlap=overlap, margin=margin)
     tiles = cut_tiles(x, grid)
@@ -64,7 +66,9 @@ def predict_raster(
     for i in range(0, tiles.shape[0], batch):
         preds.append(module(torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch]))).numpy())
     prob = stitch(np.concatenate(preds).astype(np.float32), grid)[0]
-    nodata = ~np.isfinite(stack[:LSI_INDEX]).any(axis=0)  # no static channel known: no prediction
+    names = channels or list(CHANNELS)
+    static = [i for i, c in enumerate(names) if c not in RAIN_CHANNELS]
+    nodata = ~np.isfinite(stack[static]).any(axis=0)  # no static channel known: no prediction
     prob[nodata] = np.nan
     return prob, {
         "tiles": len(grid.origins),
@@ -73,12 +77,38 @@ def predict_raster(
     }
 
 
+def _load_named(
+    path: Path, channels: list[str], p: float, d: float, params: LsiParams, pixel_m: float
+) -> tuple[np.ndarray, dict[str, Any] | None, dict[str, Any]]:
+    """A stack of a model's named channels from a GeoTIFF with named bands (or a site ``.npz``)."""
+    if path.suffix.lower() == ".npz":
+        from agent.riskmap import load_site_raster
+
+        layers, profile = load_site_raster(path, channels), None
+    elif path.suffix.lower() in (".tif", ".tiff"):
+        layers, profile = read_layers(path)
+    else:
+        raise RasterError(
+            f"{path}: a model of channels {channels} reads GeoTIFFs with named bands or site .npz files",
+            fix="pass a .tif whose band descriptions name the layers (e.g. red, green, blue)",
+        )
+    layers = {k: v for k, v in layers.items() if np.ndim(v) == 2 and k != "mask"}
+    stack, lsi = build_channel_stack(layers, channels, p, d, params, pixel_m=pixel_m)
+    info: dict[str, Any] = {"format": "named layers", "channels": channels}
+    if lsi is not None:
+        info.update({"rain_mm_h": p, "rain_h": d, "lsi_nan": lsi.nan_pixels})
+    georef = profile is not None and profile.get("crs") is not None
+    return stack, (profile if georef else None), info
+
+
 def _load_input(
-    path: Path, opts: PredictOptions, params: LsiParams
+    path: Path, opts: PredictOptions, params: LsiParams, channels: list[str] | None = None
 ) -> tuple[np.ndarray, dict[str, Any] | None, dict[str, Any]]:
     """-> raw stack, rasterio profile (None if not georeferenced), info."""
     p = opts.rain_mm_h if opts.rain_mm_h is not None else params.p0_mm_h
     d = opts.rain_h if opts.rain_h is not None else params.d0_h
+    if channels is not None and channels != list(CHANNELS):
+        return _load_named(path, channels, p, d, params, opts.pixel_m)
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
         static = l4s_static_channels(read_l4s_patch(path), opts.smi, opts.slope_scale, opts.dem_scale)
@@ -114,16 +144,16 @@ def predict_inputs(
     run = open_run(run_dir)
     params = LsiParams.model_validate(run.doc["lsi_params"]) if run.doc.get("lsi_params") else LsiParams()
     module = export_module(run)
-    threshold = float(run.doc["thresholds"]["enhanced"])
+    threshold = float(run.doc["thresholds"][run.shipped_variant])
     tile = int(run.doc["config"]["tile"])
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for path in inputs:
         if not path.is_file():
             raise RasterError(f"input {path} does not exist", fix="pass existing .h5 or .tif files")
-        stack, profile, info = _load_input(path, opts, params)
+        stack, profile, info = _load_input(path, opts, params, run.channels)
         prob, counts = predict_raster(
-            module, stack, run.mean, run.std, tile, opts.overlap, opts.margin, opts.batch
+            module, stack, run.mean, run.std, tile, opts.overlap, opts.margin, opts.batch, run.channels
         )
         if profile is not None:
             prob_path = out / f"{path.stem}_probability.tif"
@@ -132,10 +162,11 @@ def predict_inputs(
             prob_path = out / f"{path.stem}_probability.npy"
             np.save(prob_path, prob.astype(np.float32))
         png = out / f"{path.stem}_preview.png"
-        title = f"{path.name}: P(landslide), enhanced U-Net (run {run_dir.name})"
+        title = f"{path.name}: P(landslide), {run.shipped_variant} U-Net (run {run_dir.name})"
         if run.doc.get("synthetic", False):
             title += "\nmodel trained on SYNTHETIC data"
-        write_preview(png, prob, stack[5], title, threshold, opts.pixel_m)
+        dem = stack[run.channels.index("dem")] if "dem" in run.channels else np.zeros_like(prob)
+        write_preview(png, prob, dem, title, threshold, opts.pixel_m)
         results.append(
             {
                 "input": str(path),

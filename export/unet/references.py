@@ -1,7 +1,9 @@
-"""Reference maps beside the U-Net: a per-pixel random forest on the same 7 channels, and the LSI alone.
+"""Reference maps beside the U-Net: a per-pixel random forest on the same channels, a colour index
+(-GRVI or -NDVI) thresholded, and the LSI alone where the stack has it.
 
 * ``random_forest``: scikit-learn RandomForestClassifier on individual pixels (the 7 normalised
   channels, no neighbourhood), trained on a seeded random sample of training pixels.
+* ``index_threshold``: ``-GRVI`` (or ``-NDVI``) as the score; threshold tuned on training data only.
 * ``lsi``: the LSI channel itself as the score (no training); its threshold is chosen on the
   validation split like every other model's.
 """
@@ -15,7 +17,10 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from agent.errors import TrainingError
-from agent.features.raster_channels import LSI_INDEX
+
+# Colour/vegetation index used as a one-number reference: channel -> sign (score = sign * channel).
+# Bare, freshly failed ground is less green than vegetated slopes: -GRVI / -NDVI rise on scars.
+INDEX_SCORES: tuple[tuple[str, float], ...] = (("grvi", -1.0), ("ndvi", -1.0))
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +58,35 @@ def predict_random_forest(rf: RandomForestClassifier, x: np.ndarray) -> np.ndarr
     return prob.reshape(n, h, w).astype(np.float32)
 
 
-def lsi_score(x_raw: np.ndarray) -> np.ndarray:
-    """(N, 7, H, W) raw (not normalised) tiles -> (N, H, W) LSI channel."""
-    return x_raw[:, LSI_INDEX].astype(np.float32)
+def lsi_score(x_raw: np.ndarray, channels: list[str]) -> np.ndarray:
+    """(N, C, H, W) raw (not normalised) tiles -> (N, H, W) LSI channel."""
+    return x_raw[:, channels.index("lsi")].astype(np.float32)
+
+
+def index_channel(channels: list[str]) -> tuple[str, float] | None:
+    """The (channel, sign) of the colour-index reference for this stack, if it has one."""
+    return next(((c, sgn) for c, sgn in INDEX_SCORES if c in channels), None)
+
+
+def index_score(x_raw: np.ndarray, channels: list[str]) -> np.ndarray:
+    """(N, C, H, W) raw tiles -> (N, H, W) ``sign * index`` (e.g. -GRVI); threshold tuned on training data."""
+    found = index_channel(channels)
+    if found is None:
+        raise TrainingError(
+            f"no colour index among channels {channels}", fix=f"include one of {[c for c, _ in INDEX_SCORES]}"
+        )
+    name, sign = found
+    return (sign * x_raw[:, channels.index(name)]).astype(np.float32)
+
+
+def reference_names(channels: list[str]) -> tuple[str, ...]:
+    """The untrained / per-pixel references a stack supports (always the random forest)."""
+    refs = ["random_forest"]
+    if index_channel(channels) is not None:
+        refs.append("index_threshold")
+    if "lsi" in channels:
+        refs.append("lsi")
+    return tuple(refs)
 
 
 def save_random_forest(rf: RandomForestClassifier, path: Path) -> None:

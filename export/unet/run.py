@@ -37,6 +37,15 @@ class UnetRun:
     doc: dict[str, Any]
 
     @property
+    def channels(self) -> list[str]:
+        return [str(c) for c in self.doc.get("channels", CHANNELS)]
+
+    @property
+    def shipped_variant(self) -> Variant:
+        v = str(self.doc.get("config", {}).get("ship", "enhanced"))
+        return v if v in VARIANTS else "enhanced"
+
+    @property
     def mean(self) -> list[float]:
         return list(self.doc["normalisation"]["mean"])
 
@@ -59,14 +68,18 @@ class UnetRun:
         x_raw, y = self.tileset().load(ids)
         return x_raw, normalise_batch(x_raw, self.mean, self.std), y
 
-    def model(self, variant: Variant) -> UNet:
+    def model(self, variant: Variant, fold: int | None = None) -> UNet:
+        """A trained network; ``fold`` k: the one trained without fold k's images (CV runs)."""
         cfg = self.doc["config"]
-        net = UNet(len(CHANNELS), int(cfg["base"]), int(cfg["depth"]), variant)
-        path = self.run_dir / f"{variant}.pt"
+        net = UNet(len(self.channels), int(cfg["base"]), int(cfg["depth"]), variant)
+        path = self.model_dir(fold) / f"{variant}.pt"
         if not path.is_file():
             raise TrainingError(f"{path} is missing", fix="retrain the run with `agent-export train unet`")
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return net.eval()
+
+    def model_dir(self, fold: int | None = None) -> Path:
+        return self.run_dir if fold is None else self.run_dir / "folds" / f"fold{fold}"
 
 
 def normalise_batch(x_raw: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
@@ -99,9 +112,9 @@ def write_run_json(run_dir: Path, doc: dict[str, Any]) -> None:
     (run_dir / "run.json").write_text(json.dumps(doc, indent=1, allow_nan=False))
 
 
-def export_module(run: UnetRun, variant: Variant = "enhanced") -> torch.nn.Module:
+def export_module(run: UnetRun, variant: Variant | None = None, fold: int | None = None) -> torch.nn.Module:
     """The re-parameterised (5x5) eval network with a sigmoid head: normalised tiles -> probability."""
-    return ProbabilityHead(reparameterise(run.model(variant))).eval()
+    return ProbabilityHead(reparameterise(run.model(variant or run.shipped_variant, fold))).eval()
 
 
 def load_unet_run(run_dir: Path) -> LoadedRun:
@@ -113,20 +126,30 @@ def load_unet_run(run_dir: Path) -> LoadedRun:
     rng = np.random.default_rng(int(run.doc["seed"]))
     pick = np.sort(rng.choice(x_train.shape[0], size=min(CALIBRATION_TILES, x_train.shape[0]), replace=False))
     ids = [run.doc["split"]["train"][i] for i in pick]
-    _, x_test, y_test = run.load_split("test")
+    test_split = "test" if run.doc["split"]["test"] else "val"
+    _, x_test, y_test = run.load_split(test_split)
     tile = int(run.doc["config"]["tile"])
+    variant = run.shipped_variant
     meta = {
-        "channels": list(CHANNELS),
+        "channels": run.channels,
         "channel_order": "NCHW",
         "normalisation": {"mean": run.mean, "std": run.std, "fitted_on": "train split", "nan_to": 0.0},
         "tile_size": tile,
-        "threshold": float(run.doc["thresholds"]["enhanced"]),
+        "threshold": float(run.doc["thresholds"][variant]),
         "lsi_params": run.doc["lsi_params"],
-        "variant": "enhanced",
+        "variant": variant,
         "reparameterised": True,
         "architecture": {"base": run.doc["config"]["base"], "depth": run.doc["config"]["depth"]},
         "synthetic_data": bool(run.doc.get("synthetic", False)),
         "stitching": {"overlap": 32, "margin": 16, "module": "agent.features.tiling"},
+        "source": run.doc.get("source", ""),
+        "accuracy_inputs": f"{test_split} split ({x_test.shape[0]} tiles)"
+        + (
+            ""
+            if test_split == "test"
+            else ": the final model's inner validation images (early stopping "
+            "and threshold, never its weights); the cross-validated figures are in run.json cv"
+        ),
     }
     model = ExportModel(
         name="unet",
@@ -136,7 +159,9 @@ def load_unet_run(run_dir: Path) -> LoadedRun:
         output_names=["probability"],
         calibration_inputs={"tiles": x_train[pick].astype(np.float32)},
         calibration_description=(
-            f"{len(pick)} of {x_train.shape[0]} training-split tiles ({tile}x{tile}, 7 channels, normalised) "
+            f"{len(pick)} of {x_train.shape[0]} training-split tiles "
+            f"({tile}x{tile}, channels {run.channels}, "
+            "normalised) "
             f"from {run.doc['data_dir']} (synthetic={run.doc.get('synthetic', False)}), seeded pick: {ids}"
         ),
         test_inputs={"tiles": x_test.astype(np.float32)},

@@ -1,0 +1,1 @@
+"""Rain-threshold calibration: catalogue importers, day table, calibration, validation, figures."""

@@ -1,0 +1,174 @@
+"""Degraded, not dead, on a REAL full filesystem: the daemon's state directory, store and outbox on a
+2 MiB tmpfs (mounted by the test; it needs root and skips with the reason otherwise), against a real
+mosquitto. The disk is filled by a filler file and by the store's own samples; then a wire trip must
+be published within 1 s, the alert must go out, the daemon must keep running, report "disk full" with
+the numbers (status and the retained MQTT status), leave no temporary file, and recover by itself
+when space returns. The demo form runs `agent demo --state-dir` on such a filesystem."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.broker import Broker
+
+from agent.config import config_from_dict
+from agent.daemon import Daemon
+from agent.features.samples import Sample
+from agent.publish.watch import Received, TopicWatcher
+
+pytestmark = pytest.mark.faults
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_MIB = 2
+
+
+def _wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs mounted at tmp_path/tiny (unmounted after the test)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TINY_MIB}m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip() or res.returncode}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _config(root: Path, broker: Broker) -> dict[str, Any]:
+    return {
+        "site": {"site": "tiny-site", "node": "gw1"},
+        "daemon": {
+            "state_dir": str(root / "state"),
+            "evaluate_interval_s": 0.05,
+            "telemetry_interval_s": 0.2,
+        },
+        "store": {"path": str(root / "store.sqlite"), "max_backlog": 50_000},
+        "inference": {
+            "bundle_dir": str(root / "none"),
+            "public_key": str(REPO / "bundles" / "demo-keys" / "signing.pub"),
+        },
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "status_interval_s": 0.5,
+            "outbox": {"path": str(root / "outbox.sqlite")},
+        },
+    }
+
+
+def _fill(daemon: Daemon, tiny: Path) -> Path:
+    """Fill the filesystem: a filler file up to ~256 KiB free, then the store's own samples."""
+    filler = tiny / "filler"
+    with open(filler, "wb") as fh:
+        fh.write(b"\0" * max(0, _free(tiny) - 256 * 1024))
+    t0 = time.time() - 3600.0
+    for k in range(0, 36_000, 500):
+        daemon.pipeline.emit("gnss", [Sample(t0 + (k + i) * 0.1, "gnss.e_mm", float(i)) for i in range(500)])
+        if daemon.store.stats_snapshot().get("write_errors", 0):
+            break
+    assert _wait_until(lambda: daemon.store.stats_snapshot().get("write_errors", 0) > 0), "store never full"
+    return filler
+
+
+def _status_of(messages: list[Received]) -> list[dict[str, Any]]:
+    return [m.json() for m in messages if m.topic.endswith("/status") and m.payload]
+
+
+def test_full_tmpfs_degrades_publishes_the_wire_within_1s_and_recovers(tiny: Path, mosquitto: Broker) -> None:
+    daemon = Daemon(config_from_dict(_config(tiny, mosquitto)))
+    watcher = TopicWatcher(mosquitto.host, mosquitto.port, "lews/v1/#").start()
+    daemon.start()
+    try:
+        assert _wait_until(lambda: daemon.publisher.link.connected.is_set())
+        filler = _fill(daemon, tiny)
+        assert _wait_until(lambda: daemon.disk.state["state"] == "full"), daemon.disk.state
+        t_trip = time.monotonic()
+        daemon.pipeline.emit("bridge", [Sample(time.time(), "wire.state", 1.0)])
+        got = watcher.wait_for(
+            lambda ms: any(m.topic.endswith("/wire") and m.json().get("state") == 1 for m in ms), 5.0
+        )
+        latency = time.monotonic() - t_trip
+        assert any(m.topic.endswith("/wire") for m in got), "wire trip not published on a full disk"
+        assert latency < 1.0, f"wire trip took {latency:.2f} s on a full disk"
+        # the alert goes out too (live when the outbox cannot keep it), and the daemon keeps running
+        assert watcher.wait_for(
+            lambda ms: any(m.topic.endswith("/alert") and m.payload and m.json()["level"] == 3 for m in ms),
+            10.0,
+        ), "no level-3 alert on a full disk"
+        runs = daemon.evaluate_loop.runs
+        assert _wait_until(lambda: daemon.evaluate_loop.runs >= runs + 20)
+        assert daemon.fatal is None
+        disk = daemon.status()["disk"]
+        assert disk["state"] == "full" and "disk full" in disk["reason"], disk
+        fs = disk["filesystems"][0]
+        assert fs["total_bytes"] <= TINY_MIB * 1024 * 1024 and fs["free_bytes"] < 512 * 1024, fs
+        assert watcher.wait_for(
+            lambda ms: any(
+                s["mode"] == "degraded" and "disk full" in (s["reason"] or "") for s in _status_of(ms)
+            ),
+            5.0,
+        ), "retained status does not say disk full"
+        # telemetry is shed first (the store's samples cannot be committed, so the telemetry job has
+        # nothing to summarise: shed one by hand, as it would be)
+        row = daemon.publisher.publish_telemetry(
+            "device", {"device.supply_v": 12.1}, window_start=time.time() - 1, window_end=time.time(),
+            completeness=None, count=1,
+        )  # fmt: skip
+        assert row is None and daemon.publisher.counters["telemetry_shed"] >= 1
+        assert daemon.publisher.counters["live_not_durable"] >= 1  # what the outbox refused went live
+        # space returns: the daemon leaves degraded mode by itself
+        filler.unlink()
+        assert _wait_until(lambda: daemon.disk.state["state"] == "ok", 20.0), daemon.disk.state
+        n = len(watcher.snapshot())
+        assert watcher.wait_for(lambda ms: any(s["mode"] != "degraded" for s in _status_of(ms[n:])), 5.0), (
+            "status still degraded after space returned"
+        )
+    finally:
+        daemon.stop()
+        watcher.stop()
+    assert daemon.fatal is None
+    leftovers = [p.name for p in tiny.rglob("*") if p.name.endswith((".tmp", ".tmp.npz"))]
+    assert leftovers == []
+
+
+def test_demo_on_a_2mib_state_dir_reaches_level_3(tiny: Path, mosquitto: Broker) -> None:
+    """`agent demo --state-dir DIR` (every file of the demo's daemon under DIR) on a 2 MiB tmpfs."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "agent.cli", "demo", "--state-dir", str(tiny), "--duration", "24", "--json",
+           "--broker", f"{mosquitto.host}:{mosquitto.port}"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["max_level"] == 3 and summary["wire_messages"] >= 1, summary
+    assert (tiny / "state").is_dir() and (tiny / "outbox.sqlite").exists()  # kept under DIR
