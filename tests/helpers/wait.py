@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -19,6 +20,13 @@ def wait_until(pred: Callable[[], T], timeout: float = 10.0, what: str = "", *, 
         if value:
             return value
         if time.monotonic() >= deadline:
-            name = what or getattr(pred, "__name__", "the condition")
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {name}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or _source(pred)}")
         time.sleep(interval)
+
+
+def _source(pred: Callable[[], object]) -> str:
+    """The line that states the condition (a lambda's source), else its name."""
+    try:
+        return inspect.getsource(pred).strip()
+    except (OSError, TypeError):
+        return getattr(pred, "__name__", "the condition")
