@@ -61,6 +61,8 @@ def _render(model: type[BaseModel], instance: BaseModel, prefix: str, out: list[
             continue
         if value is None:
             out.append(f"# {name} =   (unset)")
+        elif isinstance(value, dict) and not value:  # an inline {} could not be extended by [key.NAME] tables
+            out.append(f"# {name} = {{}}   (none; add [{key}.NAME] tables)")
         elif isinstance(value, BaseModel):
             out.append(f"{name} = {_toml_value(value.model_dump(mode='json'))}")
         elif isinstance(value, list) and value and isinstance(value[0], BaseModel):

@@ -89,8 +89,8 @@ def _storm(table_path: Path, cal: dict[str, Any]) -> tuple[int, list[float], int
         if best is None or (level, value) > (best[0], best[1]):
             best = (level, value, int(day))
     assert best is not None and best[0] >= 1
-    i = best[2]
-    return i, [float(x) for x in t.rain_mm[i - STORM_DAYS + 1 : i + 1]], best[0]
+    storm = best[2]
+    return storm, [float(x) for x in t.rain_mm[storm - STORM_DAYS + 1 : storm + 1]], best[0]
 
 
 def _scenario(day_mm: list[float]) -> DemoScenario:

@@ -24,12 +24,23 @@ def _cal(**over: Any) -> dict[str, Any]:
     cal: dict[str, Any] = {
         "source": "test",
         "hold_after_rain_s": 6 * H,
-        "advisory": {"kind": "total", "predictor": "rain_3h", "threshold": 30.0, "intercept": -4.0,
-                     "coef": {"rain_3h": 0.05}, "validation": VALIDATION},
+        "advisory": {
+            "kind": "total",
+            "predictor": "rain_3h",
+            "threshold": 30.0,
+            "intercept": -4.0,
+            "coef": {"rain_3h": 0.05},
+            "validation": VALIDATION,
+        },
         "watch": {"kind": "total", "predictor": "rain_1d", "threshold": 80.0},
-        "warning": {"kind": "probability", "predictor": "logistic(rain_1d, ante_2d)", "threshold": 0.6,
-                    "intercept": -6.0, "coef": {"rain_1d": 0.05, "ante_2d": 0.02}},
-    }  # fmt: skip
+        "warning": {
+            "kind": "probability",
+            "predictor": "logistic(rain_1d, ante_2d)",
+            "threshold": 0.6,
+            "intercept": -6.0,
+            "coef": {"rain_1d": 0.05, "ante_2d": 0.02},
+        },
+    }
     cal.update(over)
     return cal
 

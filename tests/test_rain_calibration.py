@@ -55,8 +55,20 @@ def test_calibrate_cli_on_a_long_catalogue(tmp_path: Path) -> None:
     assert imp.returncode == 0, imp.stderr
     assert "daily record detected" in imp.stderr
     out = tmp_path / "thresholds.toml"
-    cal = _cli("calibrate", "rain", str(table), "--out", str(out), "--json", "--site", "hill",
-               "--predictors", "rain_1d,rain_3d,ante_7d")  # fmt: skip
+    cal = _cli(
+        "calibrate",
+        "rain",
+        str(table),
+        "--out",
+        str(out),
+        "--json",
+        "--site",
+        "hill",
+        "--predictors",
+        "rain_1d,rain_3d,ante_7d",
+        "--summary-out",
+        str(tmp_path / "summary.json"),
+    )
     assert cal.returncode == 0, cal.stderr
     summary = json.loads(cal.stdout.strip().splitlines()[-1])
     assert summary["events"] == 14 and summary["years"] == pytest.approx((8 * 365 - 14) / 365.25)
@@ -86,6 +98,29 @@ def test_calibrate_cli_on_a_long_catalogue(tmp_path: Path) -> None:
         f = summary["levels"][("advisory", "watch", "warning")[k - 1]]
         assert rule.predictor == f["predictor"] and rule.threshold == pytest.approx(f["threshold"])
         assert rule.validation["pod"] == pytest.approx(f["pod"], abs=1e-4)
+    # Appended to a full agent.toml (as `agent config example` writes it) it still loads.
+    from agent.config import config_from_dict
+    from agent.config_example import example_toml
+
+    full = config_from_dict(tomllib.loads(example_toml() + "\n" + out.read_text()))
+    assert full.warning.for_site("hill").rainfall.calibrated == cal_cfg
+    # The figures and tables of the evaluation page come from the same summary.
+    rep = _cli(
+        "report",
+        "rain",
+        str(table),
+        "--summary",
+        str(tmp_path / "summary.json"),
+        "--out",
+        str(tmp_path / "img"),
+    )
+    assert rep.returncode == 0, rep.stderr
+    for name in ("rain-roc.png", "rain-series.png"):
+        png = (tmp_path / "img" / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    tables = (tmp_path / "img" / "rain-tables.md").read_text()
+    assert f"| advisory | 3 | {summary['levels']['advisory']['predictor']} |" in tables
+    assert "| rain_3d | " in tables and "Default ID curve" in tables
 
 
 def test_calibrate_refuses_a_table_it_did_not_write(tmp_path: Path) -> None:
@@ -119,3 +154,43 @@ def test_clopper_pearson_exact_intervals_and_the_small_sample_statement() -> Non
     groups = [np.array([i]) for i in range(40)]
     assert skill_statement(20, 40, 3.0, groups).startswith("POD above chance")
     assert skill_statement(1, 40, 300.0, groups).startswith("no demonstrated skill")
+
+
+def test_hourly_catalogue_calibrates_an_n_hour_total(tmp_path: Path) -> None:
+    """SYNTHETIC hourly record: landslides follow the most intense 3-hour bursts, not the wettest days."""
+    rng = np.random.default_rng(11)
+    hours = 24 * 365 * 3
+    mm = np.where(rng.random(hours) < 0.08, rng.gamma(0.7, 2.0, hours), 0.0)
+    bursts = rng.choice(np.arange(48, hours - 48, 24 * 20), size=12, replace=False)
+    for b in bursts:
+        mm[b : b + 3] += 18.0  # a 54 mm 3-hour burst
+    stamps = np.datetime64("2015-01-01T01:00") + np.arange(hours) * np.timedelta64(1, "h")
+    rain = tmp_path / "hourly.csv"
+    rain.write_text("time,mm\n" + "".join(f"{t}Z,{v:.1f}\n" for t, v in zip(stamps, mm, strict=True)))
+    ls = tmp_path / "ls.csv"
+    ls.write_text("date\n" + "".join(f"{(stamps[b]).astype('datetime64[D]')}\n" for b in sorted(bursts)))
+    table = tmp_path / "t.csv"
+    imp = _cli(
+        "data", "import", "rain-catalogue", "--rain", str(rain), "--landslides", str(ls), "--out", str(table)
+    )
+    assert imp.returncode == 0 and "hourly record detected" in imp.stderr, imp.stderr
+    out = tmp_path / "th.toml"
+    cal = _cli(
+        "calibrate",
+        "rain",
+        str(table),
+        "--out",
+        str(out),
+        "--json",
+        "--no-pairs",
+        "--predictors",
+        "rain_3h,rain_24h,rain_1d,ante_3d",
+    )
+    assert cal.returncode == 0, cal.stderr
+    summary = json.loads(cal.stdout.strip().splitlines()[-1])
+    assert summary["step"] == "hourly" and summary["events"] == 12
+    assert summary["predictors"]["rain_3h"]["auc"] > summary["predictors"]["ante_3d"]["auc"]
+    assert summary["levels"]["advisory"]["predictor"] == "rain_3h"
+    assert summary["levels"]["advisory"]["pod"] >= 0.75
+    rule = tomllib.loads(out.read_text())["warning"]["sites"]["site"]["rainfall"]["calibrated"]["advisory"]
+    assert rule["predictor"] == "rain_3h" and rule["kind"] == "total"

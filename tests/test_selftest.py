@@ -126,7 +126,7 @@ def test_selftest_on_tensorrt_builds_the_engine_and_reproduces_golden(tmp_path: 
 
 
 def test_the_demo_bundle_passes_the_int8_task_gates() -> None:
-    """The task-level gates of the shipped INT8 variants (test split, INT8 vs FP32), beside the golden check."""
+    """Task-level gates of the shipped INT8 variants (test split, INT8 vs FP32) beside the golden check."""
     manifest = json.loads((DEMO / "manifest.json").read_text())
     models = {m["name"]: m for m in manifest["models"]}
     for vid in ("int8_ort", "int8_trt"):

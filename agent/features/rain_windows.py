@@ -38,32 +38,6 @@ def hour_predictor_names() -> list[str]:
     return [f"rain_{n}h" for n in HOUR_WINDOWS]
 
 
-def predictor_unit(name: str) -> str:
-    return "mm"
-
-
-def describe(name: str) -> str:
-    """A person's description of a predictor name (for docs, reasons and plots)."""
-    kind, _, span = name.partition("_")
-    n, unit = span[:-1], span[-1:]
-    if kind == "rain" and unit == "d":
-        return "rain of the day" if n == "1" else f"rain of the day and the {int(n) - 1} before"
-    if kind == "ante" and unit == "d":
-        return f"rain of the {n} days before the day" if n != "1" else "rain of the day before"
-    if kind == "rain" and unit == "h":
-        return f"{n}-hour rain total"
-    return name
-
-
-def lookback_days(name: str) -> int:
-    """Days of record a predictor needs before the current day."""
-    kind, _, span = name.partition("_")
-    n = int(span[:-1])
-    if span.endswith("h"):
-        return math.ceil(n / 24)
-    return n if kind == "ante" else n - 1
-
-
 def daily_predictors(day_mm: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
     """Per-day predictor columns from a regular series of day totals (NaN = missing day).
 

@@ -57,12 +57,25 @@ def make_figures(table_path: Path, summary: dict[str, Any], out: Path) -> list[P
         if f["threshold"] is None:
             continue
         lo, hi = f["pod_ci95"]
-        ax.errorbar([f["false_alarm_days_per_year"]], [f["pod"]], yerr=[[f["pod"] - lo], [hi - f["pod"]]],
-                    fmt="o", color=COLOURS[lv], capsize=3, label=f"{lv}: {f['predictor']} (LOEO, 95 % CI)")  # fmt: skip
+        ax.errorbar(
+            [f["false_alarm_days_per_year"]],
+            [f["pod"]],
+            yerr=[[f["pod"] - lo], [hi - f["pod"]]],
+            fmt="o",
+            color=COLOURS[lv],
+            capsize=3,
+            label=f"{lv}: {f['predictor']} (LOEO, 95 % CI)",
+        )
     idc = summary["default_id_curve"]
     for lv, mk in (("advisory", "s"), ("watch", "D")):
-        ax.plot([idc[lv]["false_alarm_days_per_year"]], [idc[lv]["pod"]], mk, color="k", mfc="none",
-                label=f"default ID curve {lv} ({idc[lv]['multiple']:g}x)")  # fmt: skip
+        ax.plot(
+            [idc[lv]["false_alarm_days_per_year"]],
+            [idc[lv]["pod"]],
+            mk,
+            color="k",
+            mfc="none",
+            label=f"default ID curve {lv} ({idc[lv]['multiple']:g}x)",
+        )
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlim(0, max(400.0, idc["advisory"]["false_alarm_days_per_year"] * 1.5))
     ax.set_ylim(0, 1)
@@ -94,8 +107,14 @@ def make_figures(table_path: Path, summary: dict[str, Any], out: Path) -> list[P
             )
             score = 1.0 / (1.0 + np.exp(-z))
         on = score >= f["threshold"]
-        ax.plot(dates[on], np.full(int(on.sum()), top * (1.0 + 0.04 * k)), "|", ms=9, color=COLOURS[lv],
-                label=f"{lv} day ({on.sum()})")  # fmt: skip
+        ax.plot(
+            dates[on],
+            np.full(int(on.sum()), top * (1.0 + 0.04 * k)),
+            "|",
+            ms=9,
+            color=COLOURS[lv],
+            label=f"{lv} day ({on.sum()})",
+        )
     ev = table.event
     ax.plot(
         dates[ev],
@@ -113,4 +132,76 @@ def make_figures(table_path: Path, summary: dict[str, Any], out: Path) -> list[P
     paths.append(out / "rain-series.png")
     fig.savefig(paths[-1])
     plt.close(fig)
+    paths.append(out / "rain-tables.md")
+    paths[-1].write_text(tables_markdown(summary), encoding="utf-8")
     return paths
+
+
+def tables_markdown(summary: dict[str, Any]) -> str:
+    """The page's tables (levels, predictors, default curve), from a calibration summary."""
+
+    def ci(f: dict[str, Any]) -> str:
+        lo, hi = f.get("pod_ci95", [float("nan"), float("nan")])
+        return f"{lo:.2f}-{hi:.2f}"
+
+    ev, days, years = summary["events"], summary["event_days"], summary["years"]
+    head = (
+        "| level | target FA d/yr | predictor | threshold | LOEO POD (caught/events) | 95 % CI "
+        "| LOEO false-alarm d/yr | LOEO warning d/yr | in-sample POD "
+        "| chronological test POD (caught/events) | chrono FA d/yr |"
+    )
+    lines = [
+        f"{ev} events ({days} landslide days), {years:.2f} years of usable days ({summary['usable_days']}).",
+        "",
+        head,
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for lv in LEVELS:
+        f = summary["levels"][lv]
+        thr = "off" if f["threshold"] is None else f"{f['threshold']:.4g} {f['unit']}"
+        c = f.get("chronological") or {}
+        chrono = f"{c['pod']:.2f} ({c['caught']}/{c['events']}, {c['predictor']})" if "pod" in c else "-"
+        chrono_fa = f"{c['false_alarm_days_per_year']:.2f}" if "pod" in c else "-"
+        lines.append(
+            f"| {lv} | {f['target_false_alarm_days_per_year']:g} | {f['predictor']} | {thr} | {f['pod']:.3f} "
+            f"({f['caught']}/{f['events']}) | {ci(f)} | {f['false_alarm_days_per_year']:.2f} | "
+            f"{f['warning_days_per_year']:.2f} | {f['in_sample']['pod']:.3f} | {chrono} | {chrono_fa} |"
+        )
+    idc = summary["default_id_curve"]
+    lines += [
+        "",
+        f"Default ID curve ({idc['curve']}, {idc['durations']}):",
+        "",
+        "| level | multiple | POD (caught/events) | 95 % CI | false-alarm d/yr | warning d/yr |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lv in LEVELS:
+        f = idc[lv]
+        if f["multiple"] == "off":
+            lines.append(f"| {lv} | off | - | - | 0 | 0 |")
+            continue
+        lines.append(
+            f"| {lv} | {f['multiple']:g}x | {f['pod']:.3f} ({f['caught']}/{f['events']}) | {ci(f)} | "
+            f"{f['false_alarm_days_per_year']:.1f} | {f['warning_days_per_year']:.1f} |"
+        )
+    same = summary.get("same_false_alarms_as_default", {})
+    if same:
+        lines += [
+            "",
+            "Best single predictor allowed the default's false-alarm days (in sample):",
+            "",
+            "| level | false-alarm d/yr | predictor | threshold mm | POD |",
+            "|---|---|---|---|---|",
+        ]
+        for lv, f in same.items():
+            lines.append(
+                f"| {lv} | {f['false_alarm_days_per_year']:.1f} | {f['predictor']} | {f['threshold']:.4g} | "
+                f"{f['pod']:.3f} |"
+            )
+    lines += ["", "| predictor | ROC AUC | kind |", "|---|---|---|"]
+    ranked = sorted(summary["predictors"].items(), key=lambda kv: -kv[1]["auc"])
+    singles = [kv for kv in ranked if kv[1]["kind"] == "single"]
+    pairs = [kv for kv in ranked if kv[1]["kind"] != "single"][:5]
+    for name, p in singles + pairs:
+        lines.append(f"| {name} | {p['auc']:.3f} | {p['kind']} |")
+    return "\n".join(lines) + "\n"

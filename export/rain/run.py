@@ -9,8 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agent.errors import RainCatalogueError
 from export.rain.calibrate import LEVELS, LevelChoice, candidates, choose_levels, event_groups, fit
 from export.rain.table import DayTable, read_table
@@ -109,7 +107,38 @@ def calibrate(
         "default_id_curve": id_curve(table),
         "caveats": caveats,
     }
+    summary["same_false_alarms_as_default"] = _at_default_rate(
+        table, models, summary["default_id_curve"], groups
+    )
     return summary, choice
+
+
+def _at_default_rate(
+    table: DayTable, models: list[Any], idc: dict[str, Any], groups: list[Any]
+) -> dict[str, Any]:
+    """In sample: the best single predictor's POD when allowed as many false-alarm days as the default ID
+    curve raises (is the default's POD bought only with its false alarms?)."""
+    from export.rain.calibrate import caught, threshold_for
+
+    out: dict[str, Any] = {}
+    for lv in ("advisory", "watch"):
+        rate = float(idc[lv]["false_alarm_days_per_year"])
+        best: dict[str, Any] = {}
+        for m in models:
+            if m.candidate.kind != "total":
+                continue
+            s = m.score(table)
+            thr = threshold_for(s[~table.event], table.years(), rate)
+            pod = float(caught(s, thr, groups).mean())
+            if not best or pod > best["pod"]:
+                best = {
+                    "predictor": m.candidate.name,
+                    "threshold": thr,
+                    "pod": pod,
+                    "false_alarm_days_per_year": rate,
+                }
+        out[lv] = best
+    return out
 
 
 def _toml_value(v: Any) -> str:
@@ -181,7 +210,3 @@ def thresholds_toml(
             "",
         ]
     return "\n".join(lines)
-
-
-def years_of(table: DayTable) -> float:
-    return float(np.sum(table.usable)) / 365.25
