@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from helpers.broker import Broker
 from helpers.wait import wait_until as _wait_until
+from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
@@ -39,6 +41,7 @@ def _config(root: Path, broker: Broker, **warning: Any) -> dict[str, Any]:
             "public_key": str(REPO / "bundles" / "demo-keys" / "signing.pub"),
         },
         "warning": warning,
+        "web": {"port": 0},  # any free port (8080 may be taken)
         "mqtt": {"host": broker.host, "port": broker.port, "outbox": {"path": str(root / "outbox.sqlite")}},
     }
 
@@ -140,3 +143,49 @@ def test_an_open_wire_is_published_at_the_engines_fault_level(tmp_path: Path, mo
         watcher.stop()
     wire = next(m.json() for m in got if m.payload)
     assert wire["state"] == 2 and wire["level"] == 2, wire
+
+
+def _clear_retained(broker: Broker, *topics: str) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="clearer")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        for topic in topics:
+            client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_retained_state_lost_on_the_broker_is_restored_at_reconnect(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    """The broker loses the retained alert and wire (cleared here, as a broker without persistence loses
+    them at its restart); at the next connect the daemon re-publishes the current ones."""
+    daemon = Daemon(config_from_dict(_config(tmp_path, mosquitto)))
+    daemon.start()
+    try:
+        daemon.pipeline.emit("bridge", [Sample(time.time(), "wire.state", 1.0)])
+        assert _wait_until(lambda: daemon._last_level() == 3 and _drained(daemon))
+        _clear_retained(mosquitto, ALERT, WIRE)
+        assert _retained(mosquitto, ALERT) is None and _retained(mosquitto, WIRE) is None
+        connects = daemon.publisher.link.counters["connects"]
+        mosquitto.stop()
+        mosquitto.start()
+        assert _wait_until(lambda: daemon.publisher.link.counters["connects"] > connects, 30.0)
+        assert _wait_until(lambda: _drained(daemon))
+        t_connect = time.monotonic()
+        got: dict[str, Received | None] = {}
+
+        def restored() -> bool:
+            got.update(alert=_retained(mosquitto, ALERT), wire=_retained(mosquitto, WIRE))
+            return got["alert"] is not None and got["wire"] is not None
+
+        assert _wait_until(restored, 10.0), (got, daemon.publisher.retained.messages())
+        waited = time.monotonic() - t_connect
+        alert, wire = got["alert"], got["wire"]
+        assert alert is not None and alert.json()["level"] == 3
+        assert wire is not None and wire.json()["state"] == 1
+        assert waited < 5.0, f"retained state back only {waited:.1f} s after the reconnect"
+    finally:
+        daemon.stop()

@@ -30,6 +30,7 @@ def _config(tmp_path: Path, broker: Broker) -> dict[str, Any]:
         "site": {"site": "disk-site", "node": "gw1"},
         "daemon": {"state_dir": str(tmp_path / "state"), "evaluate_interval_s": 0.05},
         "store": {"path": str(tmp_path / "store.sqlite"), "max_size_mb": 0.25, "max_backlog": 20_000},
+        "web": {"port": 0},  # any free port (8080 may be taken)
         "inference": {
             "bundle_dir": str(tmp_path / "none"),
             "public_key": str(REPO / "bundles" / "demo-keys" / "signing.pub"),

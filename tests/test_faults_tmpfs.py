@@ -1,17 +1,21 @@
 """Degraded, not dead, on a REAL full filesystem: the daemon's state directory, store and outbox on a
 2 MiB tmpfs (mounted by the test; it needs root and skips with the reason otherwise), against a real
-mosquitto. The disk is filled by a filler file and by the store's own samples; then a wire trip must
-be published within 1 s, the alert must go out, the daemon must keep running, report "disk full" with
-the numbers (status and the retained MQTT status), leave no temporary file, and recover by itself
-when space returns. The demo form runs `agent demo --state-dir` on such a filesystem."""
+mosquitto. The disk is filled by a filler file and by the store's own samples; then a wire trip (a
+WIRE frame written to the bridge's pseudo-terminal) must be received by a subscriber within 1 s, the
+alert must go out, the daemon must keep running, report "disk full" with the numbers (status and the
+retained MQTT status), leave no temporary file, and recover by itself when space returns. The demo
+form runs `agent demo --state-dir` on such a filesystem."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
+import tty
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,8 @@ from agent.config import config_from_dict
 from agent.daemon import Daemon
 from agent.features.samples import Sample
 from agent.publish.watch import Received, TopicWatcher
+from firmware_bridge.codec import FrameEncoder
+from firmware_bridge.messages import Wire, WireState
 
 pytestmark = pytest.mark.faults
 
@@ -57,15 +63,18 @@ def _free(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def _config(root: Path, broker: Broker) -> dict[str, Any]:
+def _config(root: Path, broker: Broker, bridge: str | None = None) -> dict[str, Any]:
+    ports = [] if bridge is None else [{"name": "bridge", "path": bridge, "kind": "bridge"}]
     return {
         "site": {"site": "tiny-site", "node": "gw1"},
+        "sensors": {"ports": ports},
         "daemon": {
             "state_dir": str(root / "state"),
             "evaluate_interval_s": 0.05,
             "telemetry_interval_s": 0.2,
         },
-        "store": {"path": str(root / "store.sqlite"), "max_backlog": 50_000},
+        "store": {"path": str(root / "store.sqlite"), "max_backlog": 5_000},  # fits the freed space
+        "web": {"port": 0},  # any free port (8080 may be taken)
         "inference": {
             "bundle_dir": str(root / "none"),
             "public_key": str(REPO / "bundles" / "demo-keys" / "signing.pub"),
@@ -97,21 +106,44 @@ def _status_of(messages: list[Received]) -> list[dict[str, Any]]:
     return [m.json() for m in messages if m.topic.endswith("/status") and m.payload]
 
 
-def test_full_tmpfs_degrades_publishes_the_wire_within_1s_and_recovers(tiny: Path, mosquitto: Broker) -> None:
-    daemon = Daemon(config_from_dict(_config(tiny, mosquitto)))
+@pytest.fixture
+def bridge_pty() -> Iterator[tuple[int, str]]:
+    """A pseudo-terminal for the firmware bridge: (master fd the test writes frames to, slave path)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        yield master, os.ttyname(slave)
+    finally:
+        for fd in (master, slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def test_full_tmpfs_degrades_publishes_the_wire_within_1s_and_recovers(
+    tiny: Path, mosquitto: Broker, bridge_pty: tuple[int, str]
+) -> None:
+    master, bridge_path = bridge_pty
+    encoder = FrameEncoder()
+    daemon = Daemon(config_from_dict(_config(tiny, mosquitto, bridge_path)))
     watcher = TopicWatcher(mosquitto.host, mosquitto.port, "lews/v1/#").start()
     daemon.start()
     try:
         assert _wait_until(lambda: daemon.publisher.link.connected.is_set())
         filler = _fill(daemon, tiny)
         assert _wait_until(lambda: daemon.disk.state["state"] == "full"), daemon.disk.state
+        # the trip arrives as the bridge sends it: a WIRE frame on the serial port
         t_trip = time.monotonic()
-        daemon.pipeline.emit("bridge", [Sample(time.time(), "wire.state", 1.0)])
+        os.write(
+            master, encoder.encode(Wire(WireState.TRIPPED, transitions=1, uptime_s=60, changed_time_ms=0))
+        )
         got = watcher.wait_for(
             lambda ms: any(m.topic.endswith("/wire") and m.json().get("state") == 1 for m in ms), 5.0
         )
         latency = time.monotonic() - t_trip
         assert any(m.topic.endswith("/wire") for m in got), "wire trip not published on a full disk"
+        logging.getLogger(__name__).info(
+            "wire trip on the full tmpfs: pty write -> received %.1f ms", latency * 1e3
+        )
         assert latency < 1.0, f"wire trip took {latency:.2f} s on a full disk"
         # the alert goes out too (live when the outbox cannot keep it), and the daemon keeps running
         assert watcher.wait_for(

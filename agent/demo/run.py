@@ -22,6 +22,7 @@ from typing import Any
 
 from agent.config import AgentConfig, config_from_dict
 from agent.daemon import Daemon
+from agent.demo.lockstep import Lockstep
 from agent.demo.scenario import DAY, REFERENCE, START_UTC, DemoScenario, storm
 from agent.demo.view import LiveView
 from agent.errors import ConfigError
@@ -33,6 +34,7 @@ from firmware_bridge.simulator import PtyDevice
 log = logging.getLogger(__name__)
 
 REPO_BUNDLE = Path(__file__).resolve().parents[2] / "bundles"
+LOCKSTEP_EVALUATE_S = 3600.0  # real seconds: in lockstep the driver wakes each evaluation itself
 
 
 class SimClock:
@@ -124,7 +126,7 @@ def demo_config_data(
             "telemetry_interval_s": 1.0,
             "refresh_steps_each_evaluation": True,
             "site_raster": str(REPO_BUNDLE / "demo-site" / "site_raster.npz"),
-            "riskmap_interval_s": 6 * hour,
+            "riskmap_interval_s": 2 * DAY,  # and whenever the rain event changes (agent/jobs/riskmap.py)
         },
         "sensors": {
             "ports": [
@@ -148,10 +150,15 @@ def demo_config_data(
         },
         "warning": {
             "wire": {"max_age_s": max(3 * 1800.0, stale)},  # the bridge reports it with every heartbeat
-            "forecast": {"max_age_s": 2 * DAY},
             "velocity": {"max_age_s": 2 * DAY},
             "inverse_velocity": {"max_age_s": 2 * DAY},
             "rainfall": {"max_age_s": stale, "min_completeness": 0.5},
+            # the demo site's forecast thresholds are its velocity thresholds over the 1-day horizon
+            # (advisory 1, watch 5, warning 20 mm/day): a forecast of the surge (~6-10 mm/day) is a watch
+            "forecast": {
+                "max_age_s": 2 * DAY,
+                "displacement_mm": {"advisory": 2.0, "watch": 5.0, "warning": 20.0},
+            },
         },
         "mqtt": {
             "host": host,
@@ -207,8 +214,12 @@ def _summary(
 def run_demo(
     *, duration: float, broker: str | None, json_out: bool, speed: float, workdir: Path | None
 ) -> int:
+    """The demo in lockstep (agent/demo/lockstep.py): same levels in the same order on any machine.
+
+    ``duration`` (or ``speed``, scenario seconds per real second) sets the pace on an idle machine; a
+    loaded machine takes longer and publishes the same."""
     scenario = storm()
-    speed = speed if speed > 0 else scenario.days * DAY / max(duration * 0.9, 1.0)
+    pace = DAY / speed if speed > 0 else max(duration, 0.0) / scenario.days
     root = Path(tempfile.mkdtemp(prefix="lews-demo-")) if workdir is None else workdir
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -218,35 +229,55 @@ def run_demo(
     host, port, local = _start_broker(broker)
     view = LiveView(out, scenario)
     watcher = TopicWatcher(host, port, "lews/v1/#", on_receive=view.on_message).start()
-    sims = Simulators(scenario, speed)
-    clock = SimClock(speed)
+    site = Lockstep(scenario, START_UTC)
     protocol = "3.1.1" if local is not None and local.kind == "amqtt" else "auto"
-    cfg = demo_config(root, host, port, sims.gnss_path, sims.bridge_path, speed, protocol)
+    data = demo_config_data(root, host, port, site.gnss.path, site.bridge.path, 0.0, protocol)
+    data["daemon"]["evaluate_interval_s"] = LOCKSTEP_EVALUATE_S  # the driver runs each evaluation
+    cfg = config_from_dict(data)
     config_file = write_config_file(root, cfg)
-    daemon = Daemon(cfg, clock=clock, steps_every_s=3600.0)
-    view.header(speed, f"{local.kind} on {host}:{port}" if local else f"broker {host}:{port}", root)
-    daemon.start()
-    view.page(daemon.web.url if daemon.web is not None else None)
-    clock.go()  # the scenario starts now, for the simulators and the daemon alike
-    sims.start()
+    daemon = Daemon(cfg, clock=site.clock, steps_every_s=3600.0)
+    view.header(
+        DAY / pace if pace > 0 else 0.0,
+        f"{local.kind} on {host}:{port}" if local else f"broker {host}:{port}",
+        root,
+    )
+    stop = threading.Event()
     try:
-        end = time.monotonic() + duration
-        while time.monotonic() < end and not daemon.wait(0.5):
-            view.tick(clock(), daemon)
+        daemon.start()
+        view.page(daemon.web.url if daemon.web is not None else None)
+
+        def on_step(t: float) -> None:
+            view.tick(t, daemon)
+            if daemon.wait(0):
+                stop.set()
+
+        site.run(
+            daemon.pipeline.stats_snapshot,
+            daemon.evaluate_loop.run_once,
+            stop=stop,
+            pace_s_per_day=pace,
+            on_step=on_step,
+        )
     finally:
-        sims.bridge.stop()
-        drain_until = time.monotonic() + 5.0  # let the outbox empty before stopping (it would keep them)
+        drain_until = time.monotonic() + 10.0  # let the outbox empty before stopping (it would keep them)
         while daemon.publisher.outbox.stats()["depth"] and time.monotonic() < drain_until:
-            time.sleep(0.1)
+            time.sleep(0.05)
         daemon.stop()
-        time.sleep(0.5)  # let the last messages arrive
+        watcher.wait_for(
+            lambda ms: any(m.topic.endswith("/status") and b'"offline"' in m.payload for m in ms), 5
+        )
         watcher.stop()
         messages = watcher.snapshot()
         if local is not None:
             local.stop()
-        sims.stop()
+        site.close()
     summary = _summary(messages, daemon, scenario, local.kind if local else "external")
-    summary["workdir"], summary["config"] = str(root), str(config_file)
+    summary.update(
+        workdir=str(root),
+        config=str(config_file),
+        lockstep={"steps": site.steps, "evaluations": site.evaluations,
+                  "drain_s": round(site.drain_s, 1), "evaluate_s": round(site.evaluate_s, 1)},
+    )  # fmt: skip
     view.final(summary)
     view.afterwards(root, config_file)
     if json_out:

@@ -44,7 +44,15 @@ class LiveView:
 
     def header(self, speed: float, broker: str, workdir: Path) -> None:
         self.console.print(f"[bold]lews-agent demo[/] - {self.scenario.describe()}")
-        self.console.print(f"time x{speed:,.0f} (1 scenario day = {DAY / speed:.2f} s); broker: {broker}")
+        pace = (
+            f"time x{speed:,.0f} (1 scenario day = {DAY / speed:.2f} s)"
+            if speed > 0
+            else "time: as fast as it goes"
+        )
+        self.console.print(
+            f"{pace}, in lockstep with the daemon (a loaded machine is slower, not different); "
+            f"broker: {broker}"
+        )
         self.console.print(f"state, store and outbox in {workdir}; all data is SYNTHETIC\n")
 
     def page(self, url: str | None) -> None:

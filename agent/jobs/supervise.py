@@ -85,6 +85,8 @@ class SupervisedLoop:
         self.failures = 0
         self.runs = 0
         self.restarts = 0
+        self._begun = 0  # runs started (under _cond); with _ended, what run_once waits for
+        self._ended = 0
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -99,6 +101,18 @@ class SupervisedLoop:
             self._woken = True
             self._cond.notify_all()
 
+    def run_once(self, timeout_s: float) -> bool:
+        """Wake the loop and wait until a run that began after this call has ended (True), or
+        ``timeout_s`` passed or the loop stopped (False). For drivers that step time themselves
+        (`agent demo`): everything put in before the call is seen by that run."""
+        with self._cond:
+            need = self._begun + 1
+            self._woken = True
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: self._ended >= need or self._stopping, timeout_s) and (
+                self._ended >= need
+            )
+
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
             self._stopping = True
@@ -110,6 +124,11 @@ class SupervisedLoop:
     @property
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
+
+    def _end_run(self) -> None:
+        with self._cond:
+            self._ended += 1
+            self._cond.notify_all()
 
     def _wait(self) -> bool:
         """Until woken, the interval passed or stop; False on stop. Clears the wake-up it consumed."""
@@ -124,6 +143,7 @@ class SupervisedLoop:
                 if self._stopping:
                     return
                 self._woken = False  # this run serves every wake-up so far
+                self._begun += 1
             try:
                 self.body()
                 self.failures = 0
@@ -133,8 +153,10 @@ class SupervisedLoop:
                 self.failures += 1
                 log.exception("%s loop failed (%d in a row): %s", self.name, self.failures, exc)
                 if self.failures > self.max_failures:
+                    self._end_run()
                     self._give_up(exc)
                     return
+            self._end_run()
             if not self._wait():
                 return
 

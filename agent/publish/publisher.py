@@ -295,26 +295,18 @@ class Publisher:
         return msg, {key: chain}
 
     def publish_current_alert(
-        self,
-        level: int,
-        explanation: Mapping[str, Any] | Any,
-        alert_id: str | None,
-        acknowledged_by: str | None = None,
+        self, level: int, explanation: Mapping[str, Any] | Any, alert_id: str | None
     ) -> int | None:
         """Only the retained current alert (at start, when the stored one differs from the engine's)."""
-        msg = self.message(
-            "alert",
-            self.factory.alert(level, explanation, alert_id=alert_id, acknowledged_by=acknowledged_by),
-        )
+        msg = self.message("alert", self.factory.alert(level, explanation, alert_id=alert_id))
         return self._commit([msg], self.retained.meta_for(msg))[0]
 
     def publish_forecast(self, **kwargs: Any) -> int | None:
         return self.enqueue("forecast", self.factory.forecast(**kwargs))
 
     def publish_telemetry(self, sensor: str, values: Mapping[str, float | None], **kwargs: Any) -> int | None:
-        """Commit one telemetry message; inside :meth:`telemetry_batch` it is collected (returns None)
-        and committed with the batch's others in one transaction. Shed (counted) while the disk runs
-        low."""
+        """Commit one telemetry message (shed, counted, while the disk runs low); inside
+        :meth:`telemetry_batch` it is collected (returns None) and committed with the batch's others."""
         if self.shed_droppable:  # the space left is for alarms
             self.counters["telemetry_shed"] += 1
             return None

@@ -144,11 +144,13 @@ class Pipeline:
         except Exception as exc:  # a decoder bug must not kill the port thread; the chunk is counted
             self._count("drops.decoder_exception_bytes", len(data))
             log.exception("%s decoder raised %s on %d bytes (dropped)", port, type(exc).__name__, len(data))
+            self._count(f"done.{port}", len(data))
             return []
         samples = self._plausible(samples, t)
         self._last_read[port] = t
         self.emit(port, samples)
         self._persist_state(port, decoder)
+        self._count(f"done.{port}", len(data))  # bytes whose samples reached the subscribers and store queue
         return samples
 
     def _persist_state(self, port: str, decoder: PortDecoder) -> None:
@@ -345,6 +347,11 @@ class Pipeline:
                     self.store.put_counters(f"{scope}.{name}", flatten_counts(sub))
             else:
                 self.store.put_counters(scope, flatten_counts(tree))
+
+    def stats_snapshot(self) -> dict[str, int]:
+        """A copy of the pipeline's own counters (bytes, done bytes, drops per port)."""
+        with self._lock:
+            return dict(self.stats)
 
     def counters(self) -> dict[str, Any]:
         """Everything counted, per stage: ports, decoders, pipeline, store."""
