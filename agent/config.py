@@ -244,7 +244,8 @@ def resolve_relative_paths(config: AgentConfig, base: Path) -> AgentConfig:
         data["daemon"]["site_raster"] = fix(config.daemon.site_raster)
     data["store"]["path"] = fix(config.store.path)
     data["inference"]["bundle_dir"] = fix(config.inference.bundle_dir)
-    data["inference"]["public_key"] = fix(config.inference.public_key)
+    if config.inference.public_key is not None:
+        data["inference"]["public_key"] = fix(config.inference.public_key)
     data["mqtt"]["outbox"]["path"] = fix(config.mqtt.outbox.path)
     return AgentConfig.model_validate(data)
 

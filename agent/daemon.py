@@ -46,6 +46,7 @@ from agent.publish.publisher import Publisher
 from agent.publish.sensor_ids import sensor_identities
 from agent.riskmap import RiskMapper, load_site_raster
 from agent.sdnotify import Notifier
+from agent.sensors.clock import ClockDiscipline
 from agent.sensors.pipeline import Pipeline
 from agent.web.server import StatusApp, StatusServer
 
@@ -64,6 +65,9 @@ class Daemon:
         steps_every_s: float = 60.0,
     ) -> None:
         self.cfg = cfg
+        # GNSS-disciplined time (agent/sensors/clock.py): the system clock, corrected when it is wrong
+        self.timekeeper = ClockDiscipline(clock, enabled=cfg.sensors.gnss.discipline_clock)
+        clock = self.timekeeper.now
         self.clock = clock
         self.notifier = notifier or Notifier()
         self.state_dir = cfg.daemon.state_dir
@@ -136,7 +140,7 @@ class Daemon:
         self.status_job = StatusJob(self.state_dir / "status.json", self.history, self.status)
         self.telemetry = TelemetryJob(self.store, self.publisher, self._commit_samples, clock)
         self.pipeline = Pipeline(
-            cfg.sensors, self.store, clock=clock, steps_every_s=steps_every_s,
+            cfg.sensors, self.store, clock=clock, discipline=self.timekeeper, steps_every_s=steps_every_s,
             daily_every_s=steps_every_s, hourly=True,
         )  # fmt: skip
         self.pipeline.subscribe(self.wire.on_samples)
@@ -305,6 +309,7 @@ class Daemon:
             "inference": self.models.status(),
             "forecaster": dict(self.forecaster.counters),
             "pipeline": self.pipeline.counters(),
+            "clock": self.timekeeper.status(),
             "publish": self.publisher.stats(),
             "disk": self.disk.state,
             "daemon": {

@@ -1,22 +1,27 @@
 """The displacement forecast on the gateway: store steps -> feature window -> model -> ForecastInput.
 
 A multi-horizon bundle gives the cumulative displacement for each of its horizons (e.g. 1, 3, 7 days)
-with intervals and exceedance probabilities for the site's level thresholds
-(``warning.forecast.displacement_mm``: the same numbers the engine grades and the payload lists), and
-the probability of the site's warning target (K-day velocity above the alarm rate V within the
-horizon). The engine sees the warning horizon's numbers; the payload carries every horizon and names
-the model variant and horizon (:func:`payload_fields`).
+with intervals, exceedance probabilities for the site's level thresholds
+(``warning.forecast.displacement_mm``, mm per step: horizon h uses ``T_k * h`` mm) and the probability
+of the site's warning target (K-day velocity above the alarm rate V within the horizon). The engine
+sees the warning horizon's forecast as a mean rate, ``D_H / H`` mm per step (interval likewise), and
+``P(D_H > T_k * H)`` keyed by ``T_k``: the same thresholds in the same units as for an older one-step
+bundle. The payload carries every horizon in mm over the horizon and names the model variant and
+horizon (:func:`payload_fields`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import LewsError
 from agent.features.aggregate import DAY_S
+from agent.features.displacement import OUTPUT_NAMES
+from agent.features.forecast_dist import closed_form_forecast
 from agent.features.forecast_output import Forecast, interpret
 from agent.features.store import Store
 from agent.features.windows import feature_window
@@ -71,7 +76,7 @@ class Forecaster:
         self.last_reason = reason
 
     def thresholds(self) -> tuple[tuple[str, float], ...]:
-        """The site's level thresholds (mm over the warning horizon) that are not switched off."""
+        """The site's level thresholds (mm per step) that are not switched off."""
         values = self.settings.displacement_mm.as_tuple()
         return tuple((k, float(v)) for k, v in zip(LEVEL_KEYS, values, strict=True) if v is not None)
 
@@ -96,7 +101,14 @@ class Forecaster:
         except LewsError as exc:
             self._skip(str(exc), "skipped_window")
             return None
-        outputs = self.models.run(MODEL, {entry.inputs[0].name: window.x})
+        outputs: Mapping[str, Any] | None
+        if entry.meta.get("evaluator") == "closed_form":
+            # a closed-form reference (moving average, linear trend): exact in numpy, no INT8 clipping
+            outputs = {
+                OUTPUT_NAMES[0]: closed_form_forecast(str(entry.meta["model_variant"]), window.x, entry.meta)
+            }
+        else:
+            outputs = self.models.run(MODEL, {entry.inputs[0].name: window.x})
         if outputs is None:
             self._skip(f"model run failed ({self.models.mode})", "skipped_model_error")
             return None
@@ -108,6 +120,7 @@ class Forecaster:
                 window.completeness,
                 x=window.x,
                 thresholds_mm=[v for _k, v in thresholds],
+                per_step=True,
                 warning=self._warning_override(),
             )
         except LewsError as exc:
@@ -118,22 +131,28 @@ class Forecaster:
         version = str(self.models.status().get("bundle_id") or "unknown")
         valid_from = window.last_step + self.step_s
         horizon = float(fc.horizon_steps) * self.step_s
+        n = float(fc.horizon_steps) if fc.warning is not None else 1.0  # mean rate over the horizon
+        exceedance = dict(fc.exceed_prob)
+        if fc.warning is not None:  # keyed by the site's rate thresholds T_k (P computed for T_k * H)
+            exceedance = {t: p for (_k, t), p in zip(thresholds, fc.exceed_prob.values(), strict=True)}
         fi = ForecastInput(
-            predicted_mm=fc.displacement_mm,
+            predicted_mm=fc.displacement_mm / n,
             t=valid_from,
             model_name=f"{MODEL}:{fc.model_variant}" if fc.model_variant else MODEL,
             model_version=version,
             completeness=fc.completeness,
-            interval_lo_mm=fc.interval_mm[0],
-            interval_hi_mm=fc.interval_mm[1],
+            interval_lo_mm=fc.interval_mm[0] / n,
+            interval_hi_mm=fc.interval_mm[1] / n,
             interval_level=fc.interval_nominal,
-            exceedance=dict(fc.exceed_prob),
+            exceedance=exceedance,
             horizon_s=horizon,
             alarm_probability=fc.warning.probability if fc.warning else float("nan"),
             alarm_cutoff=fc.warning.cutoff if fc.warning else float("nan"),
         )
         if fc.warning is None:  # older bundle: its own thresholds
             thresholds = tuple((f"{t:g}", t) for t in fc.exceed_prob)
+        else:  # the payload lists them in mm over the warning horizon
+            thresholds = tuple((k, t * n) for k, t in thresholds)
         return ForecastResult(
             fi, fc, valid_from, horizon, version, self.models.mode, float(self.step_s), thresholds
         )

@@ -73,6 +73,10 @@ SCALARS: tuple[Scalar, ...] = (
     Scalar("lews_status_timestamp_seconds", "gauge", "time", "Data time of the last evaluation (epoch s)."),
     Scalar("lews_outbox_depth", "gauge", "publish.outbox.depth", "Messages queued in the outbox."),
     Scalar(
+        "lews_system_clock_wrong", "gauge", "clock.system_clock_wrong", "1 when GNSS says the clock is wrong."
+    ),
+    Scalar("lews_clock_offset_seconds", "gauge", "clock.offset_s", "GNSS time - system clock (s)."),
+    Scalar(
         "lews_outbox_oldest_age_seconds", "gauge", "publish.outbox.oldest_age_s", "Age of the oldest queued."
     ),
     Scalar("lews_outbox_enqueued", "counter", "publish.outbox.enqueued", "Messages committed to the outbox."),

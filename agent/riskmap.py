@@ -34,7 +34,7 @@ from agent.warning.inputs import SpatialInput
 log = logging.getLogger(__name__)
 
 MODEL = "unet"
-BATCH = 2  # tiles per model run: the activations of 2 tiles, not 8, at the peak (bench/bench_memory.py)
+BATCH = 1  # tiles per model run: the activations of one tile at the peak, not 8 (bench/bench_memory.py)
 
 
 def load_site_raster(path: Path, channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:

@@ -48,7 +48,9 @@ def run(
 
     from agent.config import load_config
     from agent.daemon import Daemon
+    from agent.inference.heap import limit_malloc_arenas
 
+    limit_malloc_arenas()  # before the daemon's threads exist (bench/bench_memory.py, docs/performance.md)
     try:
         cfg = load_config(config)
         if clock_speed > 0:

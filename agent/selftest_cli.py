@@ -39,6 +39,7 @@ def selftest(
     from agent.inference.selftest import installed_bundle, run_selftest
 
     threads, scale = 1, 1.0
+    key: Path | None
     try:
         if bundle is not None:
             if public_key is None:
@@ -50,7 +51,7 @@ def selftest(
 
             cfg = load_config(config or DEFAULT_CONFIG)
             inf = cfg.inference
-            path, key = installed_bundle(inf, cfg.daemon.state_dir), Path(inf.public_key)
+            path, key = installed_bundle(inf, cfg.daemon.state_dir), inf.public_key
             backend, precision = backend or inf.backend, precision or inf.precision
             threads, scale = inf.threads, inf.golden_tolerance
     except LewsError as exc:

@@ -123,6 +123,17 @@ def bench_replay(tmp: Path, seconds: float) -> dict[str, Any]:
         cpu0 = _cpu()
         result = replay(cap, sensors, store)
         cpu = _cpu() - cpu0
+    # the same capture with pyubx2 / pynmeagps parsing every message (the fast decoders off), right
+    # after: the ratio of the two holds on a shared machine
+    import agent.sensors.gnss_frames as frames_mod
+
+    fast_types = frames_mod.FAST_TYPES
+    frames_mod.FAST_TYPES = frozenset()
+    try:
+        with Store(StoreConfig.model_validate({"path": tmp / "replay_ref.sqlite"})) as store:
+            ref = replay(cap, sensors, store)
+    finally:
+        frames_mod.FAST_TYPES = fast_types
     gnss = result.counters["decoders"]["gnss0"]
     bridge = result.counters["decoders"]["bridge0"]["frames"]
     return {
@@ -130,6 +141,8 @@ def bench_replay(tmp: Path, seconds: float) -> dict[str, Any]:
         "capture_s": round(result.capture_s, 1),
         "wall_s": round(result.wall_s, 2),
         "speed_x_real_time": round(result.speed, 1),
+        "speed_x_real_time_library_parsers": round(ref.speed, 1),
+        "fast_decoders_speedup": round(result.speed / ref.speed, 2),
         "cpu_s": round(cpu, 2),
         "cpu_per_real_time_s": round(cpu / result.capture_s, 4),
         "gnss_frames": gnss["frames"],

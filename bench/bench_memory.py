@@ -150,6 +150,7 @@ def ort_options(batches: int) -> dict[str, Any]:
         ("arena_off_pattern_off_batch8_trim", "0", "0", "8", "1"),
         ("arena_off_pattern_off_batch2", "0", "0", "2", "0"),
         ("arena_off_pattern_off_batch2_trim", "0", "0", "2", "1"),
+        ("arena_off_pattern_off_batch1_trim (daemon)", "0", "0", "1", "1"),
     ):
         r = _py(_ORT_SCRIPT, str(model), arena, pattern, str(batches), batch, trim)
         r["batch"] = int(batch)

@@ -8,6 +8,8 @@ run one after the other (they would compete for the CPU otherwise):
 - ``memory``   bench_memory.py: RSS/PSS by import, onnxruntime session options;
 - ``realtime`` bench_realtime.py: the daemon at real time with every sensor (seismic 100 Hz, GNSS
   10 Hz), the risk map and a CPU hog (one busy process per CPU) for 60 s: CPU, RSS, PSS, wire p50/p99;
+- ``wire_path`` bench_wire_path.py: the wire message's publish leg, send-first vs outbox-first, in
+  turns in one run under the hog;
 - ``ingest``   bench_ingest.py: store ingest and ``agent replay`` x real time (10 Hz GNSS + 100 Hz
   seismic capture);
 - ``unet``     bench_unet.py: INT8 U-Net vs the INT8 GEMM peak and torch eager FP32, 1 thread;
@@ -95,6 +97,7 @@ def plan(quick: bool, work: Path) -> dict[str, tuple[list[str], float]]:
     steps: dict[str, tuple[list[str], float]] = {
         "memory": (["bench/bench_memory.py", "--batches", "3" if q else "10"], 600),
         "realtime": (["bench/bench_realtime.py", "--seconds", "60"], 420),
+        "wire_path": (["bench/bench_wire_path.py", "--n", "60" if q else "200"], 600),
         "ingest": (
             [
                 "bench/bench_ingest.py",
@@ -134,6 +137,7 @@ def headline(res: dict[str, Any]) -> dict[str, Any]:
     ing = _get(res, "ingest", "result") or {}
     un = _get(res, "unet", "result") or {}
     mem = _get(res, "memory", "result") or {}
+    wp = _get(res, "wire_path", "result") or {}
     exported = _get(un, "variants", "5x5") or {}
     best_variant: tuple[str, Any] = max(
         (_get(un, "variants") or {}).items(),
@@ -157,6 +161,14 @@ def headline(res: dict[str, Any]) -> dict[str, Any]:
             "max_ms": _get(rt, "wire", "max_ms"),
             "n": _get(rt, "wire", "n"),
             "hogs": _get(rt, "hogs"),
+            "publish_leg_send_first_p50_p99_ms": [
+                _get(wp, "send_first", "p50_ms"),
+                _get(wp, "send_first", "p99_ms"),
+            ],
+            "publish_leg_outbox_first_p50_p99_ms": [
+                _get(wp, "outbox_first", "p50_ms"),
+                _get(wp, "outbox_first", "p99_ms"),
+            ],
             "load": _get(rt, "wire", "load"),
         },
         "replay": {

@@ -96,11 +96,10 @@ def test_inference_settings_defaults_and_rejections() -> None:
         InferenceSettings.model_validate({"golden_tolerance": 0})
 
 
-def test_default_settings_point_at_the_committed_demo_bundle() -> None:
+def test_default_settings_point_at_the_committed_demo_bundle_but_trust_no_key() -> None:
     s = InferenceSettings()
     assert s.bundle_dir.is_absolute() and s.bundle_dir.name == "demo"
-    if (s.bundle_dir / "manifest.json").is_file():
-        assert s.public_key.is_file()
+    assert s.public_key is None  # no insecure default (issue 13): the demo names the demo key itself
 
 
 def test_agent_bundle_verify_command_line_exit_codes(tmp_path: Path) -> None:

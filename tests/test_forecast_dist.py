@@ -133,3 +133,22 @@ def test_episode_scoring() -> None:
     assert s["headline"] is False  # fewer than five episodes
     both = pool([s, s], 365.25)
     assert both["episodes"] == 4 and both["episodes_caught"] == 2 and both["f2"] == pytest.approx(s["f2"])
+
+
+def test_engine_raises_the_alarm_rate_level_from_the_forecast_probability() -> None:
+    from agent.warning.inputs import ForecastInput
+    from agent.warning.rules import forecast_rule
+    from agent.warning.settings import ForecastSettings
+
+    cfg = ForecastSettings()
+    now = 1_000_000.0
+
+    def fc(p: float) -> ForecastInput:
+        return ForecastInput(0.5, now, "displacement", "1", 1.0, alarm_probability=p, alarm_cutoff=0.4)
+
+    assert forecast_rule(fc(0.39), now, cfg, 0.1).level == 0
+    high = forecast_rule(fc(0.41), now, cfg, 0.1)
+    assert high.level == cfg.alarm_rate_level == 2 and high.evidence["driver"] == "alarm-rate forecast"
+    assert forecast_rule(fc(0.37), now, cfg, 0.1).release_level == 2  # within the band: held
+    none = forecast_rule(ForecastInput(0.5, now, "displacement", "1", 1.0), now, cfg, 0.1)
+    assert none.level == 0 and none.evidence["alarm_rate"] is None

@@ -136,6 +136,8 @@ def demo_config_data(
             "gnss": {
                 "reference": {"lat": REFERENCE.lat, "lon": REFERENCE.lon, "h_m": REFERENCE.h_m},
                 "epoch_rate_hz": 1.0 / 900.0,
+                # a simulated clock: real latency x the speed would look like a wrong system clock
+                "discipline_clock": False,
             },
             "rain": {"frame_period_s": 900.0, "max_gap_s": 4 * hour},
             "device": {"heartbeat_period_s": 1800.0},
@@ -166,6 +168,8 @@ def demo_config_data(
             "protocol": protocol,  # amqtt: 3.1.1 at once (it does not answer an MQTT 5 CONNECT)
             "status_interval_s": 5.0,
             "outbox": {"path": str(workdir / "outbox.sqlite")},
+            # the demo is no real warning: CAP status Test (and `agent diagnose` accepts the demo key)
+            "cap": {"status": "Test"},
         },
     }
     return data
@@ -190,13 +194,14 @@ def _summary(
     for m in messages:
         kind = m.topic.split("/", 4)[-1]
         topics[kind] += 1
-        if kind == "alert" and m.payload:
+        if kind == "alert" and m.payload and not m.retain:  # not a retained one left by an earlier run
             level = int(m.json().get("level", 0))
             if not levels or levels[-1] != level:
                 levels.append(level)
-    wire_msgs = [m for m in messages if m.topic.endswith("/wire")]
+    wire_msgs = [m for m in messages if m.topic.endswith("/wire") and not m.retain]
     return {
         "synthetic": True,
+        "signing_key": "DEMO (bundles/demo-keys: its private half is public, never use it on a site)",
         "scenario": scenario.describe(),
         "broker": broker_kind,
         "messages_published": len(messages),

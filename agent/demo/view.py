@@ -53,7 +53,11 @@ class LiveView:
             f"{pace}, in lockstep with the daemon (a loaded machine is slower, not different); "
             f"broker: {broker}"
         )
-        self.console.print(f"state, store and outbox in {workdir}; all data is SYNTHETIC\n")
+        self.console.print(f"state, store and outbox in {workdir}; all data is SYNTHETIC")
+        self.console.print(
+            "models: the demo bundle, trusted with the DEMO signing key (bundles/demo-keys/signing.pub): "
+            "its private half is in the repository, never use it on a site\n"
+        )
 
     def page(self, url: str | None) -> None:
         if url:

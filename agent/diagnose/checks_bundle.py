@@ -8,6 +8,7 @@ its status; stopped, diagnose loads the bundle itself (:class:`agent.inference.m
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,35 @@ from agent.diagnose.model import Context, Result, Status, failed, not_measured, 
 from agent.errors import LewsError
 
 WARMUP_WARN_MS = 1000.0  # one inference slower than this at warm-up
+# sha256 of the raw bytes of the committed demo key (bundles/demo-keys/signing.pub), whose private
+# half is in the repository: trusting it means trusting anyone. Also recognised where the file is gone.
+DEMO_KEY_SHA256 = "2e7f9021322629b0d6d258b69ddb3c0f7e9e5ca1e5a41cd125c06812cd5fa67b"
+
+
+def trust(ctx: Context) -> Result:
+    """FAIL: no key, or a production config (CAP status Actual) trusting the demo key; PASS, saying so,
+    for a demo / drill / test config (CAP status Test, Exercise ...). Compared by key bytes, wherever
+    the file lies."""
+    from agent.inference.settings import DEMO_PUBLIC_KEY
+    from agent.inference.verify import load_public_key, public_key_sha256
+
+    name = "bundle.trust"
+    path = ctx.cfg.inference.public_key
+    try:
+        fingerprint = public_key_sha256(load_public_key(path))
+    except LewsError as exc:
+        return failed(name, exc.message, exc.fix or "set inference.public_key")
+    demo = {DEMO_KEY_SHA256}
+    with contextlib.suppress(LewsError):  # an install without the demo keys: the constant still knows it
+        demo.add(public_key_sha256(load_public_key(DEMO_PUBLIC_KEY)))
+    if fingerprint in demo:
+        status = ctx.cfg.mqtt.cap.status
+        text = f"{path} is the DEMO signing key (its private half is public: anyone can sign bundles)"
+        fix = "sign bundles with your own key (`agent-export keygen`) and set inference.public_key to it"
+        if status == "Actual":
+            return failed(name, f"{text}; this config publishes real alerts (CAP status Actual)", fix)
+        return passed(name, f"{text}; acceptable only because this config is CAP status {status}")
+    return passed(name, f"bundles must be signed by key sha256 {fingerprint[:16]}...", path=str(path))
 
 
 def active_bundle(ctx: Context) -> Path:

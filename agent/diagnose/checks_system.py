@@ -46,6 +46,14 @@ def _run(argv: list[str]) -> tuple[int, str]:
 def clock(ctx: Context) -> Result:
     name = "system.clock"
     fix = "enable time sync: `timedatectl set-ntp true` or install chrony; check network access to NTP"
+    gnss = (ctx.daemon_status or {}).get("clock") or {}
+    if gnss.get("system_clock_wrong"):  # the running daemon compared it with GNSS time
+        return failed(
+            name,
+            f"system clock {-float(gnss.get('offset_s') or 0.0):+.0f} s off GNSS time (the agent runs on "
+            "GNSS-corrected time meanwhile; agent/sensors/clock.py)",
+            fix,
+        )
     if shutil.which("chronyc"):
         rc, out = _run(["chronyc", "-n", "tracking"])
         if rc == 0:

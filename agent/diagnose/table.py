@@ -24,6 +24,7 @@ FIXED_HEAD: tuple[tuple[str, Callable[[Context], Result], float], ...] = (
     ("warning.rain_thresholds", checks_config.rain_thresholds, 2.0),
 )
 FIXED_TAIL: tuple[tuple[str, Callable[[Context], Result], float], ...] = (
+    ("bundle.trust", checks_bundle.trust, 10.0),
     ("bundle.integrity", checks_bundle.integrity, 60.0),
     ("bundle.golden", checks_bundle.golden, 60.0),
     ("bundle.engine", checks_bundle.engine, 60.0),

@@ -27,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from agent.errors import BundleSchemaError
+
 VELOCITY = "velocity_mm"
+CLOSED_FORM: tuple[str, ...] = ("persistence", "moving_average", "linear_trend")
 QUANTILE_LEVELS: tuple[float, ...] = tuple(round(0.025 * k, 3) for k in range(41))  # 0, 0.025 .. 1
 
 
@@ -43,6 +46,32 @@ def window_velocity(x: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
     """De-normalised velocities (N, W) of model inputs x (N, F, W); missing steps are the training mean."""
     j = list(meta["feature_names"]).index(VELOCITY)
     return np.asarray(x[:, j, :], dtype=np.float64) * float(meta["norm_std"][j]) + float(meta["norm_mean"][j])
+
+
+def closed_form_weights(kind: str, w: int) -> np.ndarray:
+    """Per-step weights (W,): velocity estimate = sum(weights * window velocities). ``persistence``:
+    the last step; ``moving_average``: the mean; ``linear_trend``: the least-squares slope of the
+    window's positions (cumulated velocities)."""
+    if kind == "persistence":
+        out = np.zeros(w)
+        out[-1] = 1.0
+        return out
+    if kind == "moving_average":
+        return np.full(w, 1.0 / w)
+    if kind == "linear_trend":
+        # slope = sum_j c_j p_j with p_j = sum_{i<=j} v_i, c_j = (j - jbar) / sum (j - jbar)^2;
+        # as weights on v_i: sum_{j>=i} c_j
+        j = np.arange(w, dtype=np.float64)
+        c = (j - j.mean()) / np.sum((j - j.mean()) ** 2)
+        return np.ascontiguousarray(np.cumsum(c[::-1])[::-1])
+    raise BundleSchemaError(f"unknown closed-form model {kind!r}", fix=f"use one of {list(CLOSED_FORM)}")
+
+
+def closed_form_forecast(kind: str, x: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
+    """(N, H): h x the reference's velocity estimate over each window, for every horizon h."""
+    v = window_velocity(x, meta)
+    rate = v @ closed_form_weights(kind, v.shape[1])
+    return rate[:, None] * np.asarray(horizons_of(meta), dtype=np.float64)[None, :]
 
 
 def window_scale(x: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:

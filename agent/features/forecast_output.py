@@ -86,15 +86,16 @@ def interpret(
     *,
     x: np.ndarray | None = None,
     thresholds_mm: Sequence[float] | None = None,
+    per_step: bool = False,
     warning: Mapping[str, Any] | None = None,
 ) -> Forecast:
     """Turn one sample's model outputs into a :class:`Forecast` using the manifest meta.
 
     A bundle with ``residual_quantiles`` (multi-horizon) needs the input window ``x`` (1, F, W): the
     distribution is scaled by its local scale. Exceedance probabilities are computed for
-    ``thresholds_mm`` (the site's level thresholds, mm over the warning horizon; default the run's
-    ``thresholds_mm``). ``warning`` overrides the bundle's warning target (V, K) when its probability
-    comes from the distribution.
+    ``thresholds_mm`` (default the run's ``thresholds_mm``); with ``per_step`` they are rates (mm per
+    step, the site's level thresholds) and horizon h uses ``rate * h`` mm. ``warning`` overrides the
+    bundle's warning target (V, K) when its probability comes from the distribution.
     """
     check_meta(meta)
     disp, probs = _outputs(outputs)
@@ -116,9 +117,12 @@ def interpret(
     for i, h in enumerate(hs):
         q = meta["residual_quantiles"][str(h)]
         lo, hi = fdist.interval(disp[i : i + 1], scale, q, nominal)
-        p = [float(fdist.exceed_probability(disp[i : i + 1], scale, q, t)[0]) for t in thr]
+        thr_h = [t * h for t in thr] if per_step else thr
+        p = [float(fdist.exceed_probability(disp[i : i + 1], scale, q, t)[0]) for t in thr_h]
         out.append(
-            HorizonForecast(h, float(disp[i]), (float(lo[0]), float(hi[0])), tuple(zip(thr, p, strict=True)))
+            HorizonForecast(
+                h, float(disp[i]), (float(lo[0]), float(hi[0])), tuple(zip(thr_h, p, strict=True))
+            )
         )
     wset = dict(meta.get("warning") or {})
     source = str(meta.get("warning_source", "distribution"))

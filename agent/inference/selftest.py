@@ -186,7 +186,7 @@ def _stage(report: SelftestReport, name: str, fn: Any) -> Any:
 
 def run_selftest(
     bundle_dir: Path,
-    public_key: Path,
+    public_key: Path | None,
     *,
     backend: str = "onnxruntime",
     precision: str = "int8",

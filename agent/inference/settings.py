@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# The demo bundle and its DEMO-ONLY key ship in the repository (bundles/); defaults point there by
-# absolute path so `agent demo` works from any working directory. Real sites set both explicitly.
+# The demo bundle and its DEMO-ONLY key ship in the repository (bundles/); the bundle default points
+# there by absolute path so `agent demo` works from any working directory. The key is no default (its
+# private half is public): `agent demo` names it, real sites set their own.
 _REPO = Path(__file__).resolve().parents[2]
 DEMO_BUNDLE = _REPO / "bundles" / "demo"
 DEMO_PUBLIC_KEY = _REPO / "bundles" / "demo-keys" / "signing.pub"
@@ -22,10 +23,12 @@ class InferenceSettings(BaseModel):
         description="Model bundle used at first start (a directory with manifest.json). With state_dir set, "
         "it is copied into slot A once; later updates are installed beside it (A/B).",
     )
-    public_key: Path = Field(
-        default=DEMO_PUBLIC_KEY,
-        description="Ed25519 public key (PEM) that bundles must be signed with. "
-        "The demo key is for demos only.",
+    public_key: Path | None = Field(
+        default=None,
+        description="Ed25519 public key (PEM) that bundles must be signed with. No default: unset, no "
+        "bundle is trusted (rules-only). The demo key (bundles/demo-keys/signing.pub) is for demos only: "
+        "its private half is in the repository, and `agent diagnose` fails a production config that "
+        "trusts it.",
     )
     backend: Literal["onnxruntime", "tensorrt"] = Field(
         default="onnxruntime",

@@ -43,8 +43,16 @@ from agent.inference.manifest import (
 log = logging.getLogger(__name__)
 
 
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    """Read an Ed25519 public key (PEM SubjectPublicKeyInfo, as `agent-export keygen` writes)."""
+def load_public_key(path: Path | None) -> Ed25519PublicKey:
+    """Read an Ed25519 public key (PEM SubjectPublicKeyInfo, as `agent-export keygen` writes).
+
+    ``None`` (no ``inference.public_key`` configured: there is no default key) trusts nothing."""
+    if path is None:
+        raise BundleSignatureError(
+            "no bundle public key configured (inference.public_key): no bundle is trusted",
+            fix="set inference.public_key to the signing.pub of the key your bundles are signed with "
+            "(bundles/demo-keys/signing.pub is the demo's: its private half is public)",
+        )
     path = Path(path)
     if not path.is_file():
         raise BundleSignatureError(
@@ -234,7 +242,7 @@ class VerifyReport:
 
 def verify_bundle(
     bundle_dir: Path,
-    public_key: Path | Ed25519PublicKey,
+    public_key: Path | Ed25519PublicKey | None,
     *,
     golden: bool = True,
     threads: int = 1,

@@ -44,12 +44,14 @@ class ForecastJob:
         self.result = result
         fc = result.forecast
         self.publisher.publish_forecast(**payload_fields(result, self._level()))
+        # the history (report's per-day plot, status page) keeps the shortest horizon: mm per step
+        first = fc.horizons[0] if fc.horizons else None
         self.history.record_forecast(
             t=now,
             valid_from=result.valid_from,
-            horizon_s=result.horizon_s,
-            value_mm=fc.displacement_mm,
-            lo_mm=fc.interval_mm[0],
-            hi_mm=fc.interval_mm[1],
+            horizon_s=first.steps * result.step_s if first else result.horizon_s,
+            value_mm=first.displacement_mm if first else fc.displacement_mm,
+            lo_mm=first.interval_mm[0] if first else fc.interval_mm[0],
+            hi_mm=first.interval_mm[1] if first else fc.interval_mm[1],
             model=result.model_version,
         )

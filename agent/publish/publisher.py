@@ -330,13 +330,9 @@ class Publisher:
                 self._commit(msgs)
 
     def publish_wire(self, state: int, *, changed_at: float, level: int) -> int | None:
-        """The wire alarm first: sent to the broker at once, then committed (fsync) while it travels.
-
-        Nothing is queued ahead of the send: no schema validation (done after the commit, an
-        invalid payload is logged and counted), no outbox lock, no fsync. The committed row is
-        adopted by the link (deleted at the PUBACK, never sent twice); without a connection it is
-        sent from the outbox like any message. Kept as the retained wire state; on a full disk sent
-        live (agent/publish/retained.py). See docs/mqtt.md."""
+        """Wire alarm first: sent at once, committed (fsync) while it travels; no validation (after,
+        counted), lock or fsync ahead of the send. The link adopts the row (deleted at PUBACK, never
+        re-sent); offline it goes from the outbox; full disk: live (retained.py). docs/mqtt.md."""
         payload = self.factory.wire(state, changed_at=changed_at, level=level)
         msg = self._wrap("wire", payload)
         sent = self.link.send_now(msg)

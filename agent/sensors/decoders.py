@@ -53,6 +53,12 @@ class GnssDecoder:
     def finish(self) -> list[Sample]:
         return self.proc.finish()
 
+    def take_time_fix(self) -> float | None:
+        """The receiver's last valid UTC time since the previous call (agent/sensors/clock.py)."""
+        ctx = self.proc.assembler.ctx
+        fix, ctx.utc_fix = ctx.utc_fix, None
+        return fix
+
     def counters(self) -> dict[str, Any]:
         return self.proc.counters()
 

@@ -103,10 +103,13 @@ class TimeContext:
     date_tod_s: float = 0.0  # time of day of the message that gave ``date``
     itow_offset_s: float | None = None  # UTC seconds - iTOW seconds (from NAV-PVT)
     clock: Callable[[], float] | None = None  # host clock fallback for NMEA without RMC/ZDA
+    utc_fix: float | None = None  # the last full UTC time the receiver flagged valid (clock.py)
 
-    def set_date(self, date: dt.date, tod: dt.time | None) -> None:
+    def set_date(self, date: dt.date, tod: dt.time | None, *, valid: bool = False) -> None:
         self.date = date
         self.date_tod_s = _tod_s(tod) if tod is not None else 0.0
+        if valid and tod is not None:
+            self.utc_fix = _utc(date, tod)
 
     def resolve_tod(self, tod: dt.time) -> float | None:
         """UTC epoch seconds of an NMEA time of day, choosing the day nearest the date context."""
@@ -145,7 +148,8 @@ def epoch_from_nav_pvt(msg: Any, ctx: TimeContext) -> Epoch | None:
     if t is None:
         return None
     ctx.itow_offset_s = t - float(msg.iTOW) / 1000.0
-    ctx.set_date(dt.datetime.fromtimestamp(t, tz=UTC).date(), dt.datetime.fromtimestamp(t, tz=UTC).time())
+    utc = dt.datetime.fromtimestamp(t, tz=UTC)
+    ctx.set_date(utc.date(), utc.time(), valid=True)
     return Epoch(
         t=t,
         source="NAV-PVT",
@@ -284,10 +288,11 @@ class EpochAssembler:
                 d = dt.date(msg.year, msg.month, msg.day)
             except (TypeError, ValueError):
                 return []
-            self.ctx.set_date(d, dt.time(msg.hour, msg.min, msg.sec))
+            self.ctx.set_date(d, dt.time(msg.hour, msg.min, msg.sec), valid=True)
             return self._release_undated()
         if kind == "RMC" and isinstance(getattr(msg, "date", None), dt.date):
-            self.ctx.set_date(msg.date, msg.time if isinstance(msg.time, dt.time) else None)
+            tod = msg.time if isinstance(msg.time, dt.time) else None
+            self.ctx.set_date(msg.date, tod, valid=getattr(msg, "status", "") == "A")
             return self._release_undated()
         if kind == "ZDA":
             try:

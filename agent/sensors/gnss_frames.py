@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from typing import Any, BinaryIO
 
 from pynmeagps import NMEAReader
 from pyubx2 import UBX_MSGIDS, UBXReader
+
+from agent.sensors.gnss_fast import FAST_TYPES, parse_nmea, parse_ubx
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +88,11 @@ class FrameCounters:
 
 
 def ubx_checksum(body: bytes | bytearray | memoryview) -> bytes:
-    """8-bit Fletcher checksum over class, id, length and payload (u-blox interface description)."""
-    a = b = 0
-    for byte in body:
-        a = (a + byte) & 0xFF
-        b = (b + a) & 0xFF
-    return bytes((a, b))
+    """8-bit Fletcher checksum over class, id, length and payload (u-blox interface description).
+
+    The running sums in closed form: A = sum(b_i), B = sum((n - i) b_i), both mod 256 (C-speed)."""
+    n = len(body)
+    return bytes((sum(body) & 0xFF, sum(map(operator.mul, body, range(n, 0, -1))) & 0xFF))
 
 
 def nmea_checksum_ok(line: bytes) -> bool:
@@ -126,7 +128,9 @@ class GnssFramer:
 
     ``parse_types``: identities to parse fully (others are counted by header only, which is much
     faster for RXM-RAWX and the like); ``None`` parses everything. NMEA identities are matched on
-    the sentence type without talker (``"GGA"`` matches ``GNGGA`` and ``GPGGA``).
+    the sentence type without talker (``"GGA"`` matches ``GNGGA`` and ``GPGGA``). ``fast``: NAV-PVT,
+    NAV-HPPOSLLH, GGA and RMC are decoded at fixed offsets (agent/sensors/gnss_fast.py, the same
+    values as pyubx2 / pynmeagps; anything unusual still goes to them); False: always the libraries.
     """
 
     def __init__(
@@ -137,8 +141,10 @@ class GnssFramer:
         max_nmea_len: int = DEFAULT_MAX_NMEA_LEN,
         name: str = "gnss",
         quiet_s: float = 10.0,
+        fast: bool = True,
     ) -> None:
         self.name = name
+        self.fast = fast
         self.quiet_s = quiet_s  # at most one WARNING per quiet_s, with the count of errors in between
         self._last_report = -math.inf
         self._suppressed = 0
@@ -243,7 +249,10 @@ class GnssFramer:
         msg: Any = None
         if self.parse_types is None or identity in self.parse_types:
             try:
-                msg = UBXReader.parse(frame)
+                if self.fast and identity in FAST_TYPES:
+                    msg = parse_ubx(identity, frame)
+                if msg is None:
+                    msg = UBXReader.parse(frame)
             except Exception as exc:  # third-party parser boundary: any failure is a counted drop
                 self._count_error("ubx_parse_error")
                 log.debug("pyubx2 could not parse %s: %s", identity, exc)
@@ -276,7 +285,10 @@ class GnssFramer:
         want = self.parse_types is None or identity[2:] in self.parse_types or identity in self.parse_types
         if want:
             try:
-                msg = NMEAReader.parse(raw)
+                if self.fast and identity[2:] in FAST_TYPES:
+                    msg = parse_nmea(raw)
+                if msg is None:
+                    msg = NMEAReader.parse(raw)
             except Exception as exc:  # third-party parser boundary: any failure is a counted drop
                 self._count_error("nmea_parse_error")
                 log.debug("pynmeagps could not parse %s: %s", identity, exc)

@@ -25,7 +25,9 @@ from agent.errors import LewsError
 from agent.features.aggregate import DAY_S, HOUR_S, Expectations, StepTable, step_start
 from agent.features.samples import Sample
 from agent.features.store import Store
+from agent.sensors.clock import ClockDiscipline
 from agent.sensors.decoders import PortDecoder, make_decoder
+from agent.sensors.device_clock import DeviceClockSync
 from agent.sensors.settings import SensorsConfig
 
 log = logging.getLogger(__name__)
@@ -92,11 +94,20 @@ class Pipeline:
         store_wait_s: float | None = 1.0,
         max_sample_lag_s: float = 3600.0,
         max_sample_lead_s: float = 300.0,
+        discipline: ClockDiscipline | None = None,
+        set_device_clock: bool | None = None,
     ) -> None:
+        """``discipline``: GNSS-disciplined time (clock.py; default: on ``clock``); ``set_device_clock``:
+        SET_CLOCK to bridge devices (None: only on the real system clock, not a simulated one)."""
         self.cfg = cfg
         self.store_wait_s = store_wait_s  # how long a port thread may wait for a slow (healthy) store
         self.store = store
         self.clock = clock
+        self.time = discipline if discipline is not None else ClockDiscipline(clock)
+        self.device_clock = DeviceClockSync(self.time)  # SET_CLOCK to the microcontroller
+        self._writers: dict[str, Callable[[bytes], bool]] = {}  # live ports (none in a replay)
+        auto = self.time.enabled and self.time.raw is time.time
+        self._set_device_clock = auto if set_device_clock is None else set_device_clock
         self.raw_sink = raw_sink
         self.expect = expectations(cfg)
         self.steps_every_s = steps_every_s
@@ -127,7 +138,9 @@ class Pipeline:
 
     # ---- the shared path after the bytes ---------------------------------------------------------
     def ingest(self, port: str, t: float, data: bytes) -> list[Sample]:
-        """Decode bytes of ``port`` received at ``t`` and pass the samples on. Never raises."""
+        """Decode bytes of ``port`` received at system time ``t``, pass the samples on; never raises. A
+        GNSS port's valid time disciplines the clock: every port's samples get the corrected stamp."""
+        t_sys, t = t, self.time.correct(t)
         decoder = self.decoders.get(port)
         if decoder is None:
             self._count("drops.unknown_port_bytes", len(data))
@@ -135,7 +148,7 @@ class Pipeline:
         self._count(f"bytes.{port}", len(data))
         if self.raw_sink is not None:
             try:
-                self.raw_sink(port, t, data)
+                self.raw_sink(port, t_sys, data)  # as received: a replay disciplines it again
             except (OSError, LewsError) as exc:
                 self._count("drops.capture_write")
                 log.error("capture of %s failed: %s", port, exc)
@@ -146,10 +159,16 @@ class Pipeline:
             log.exception("%s decoder raised %s on %d bytes (dropped)", port, type(exc).__name__, len(data))
             self._count(f"done.{port}", len(data))
             return []
+        t, stamp = self.time.restamp(decoder, t_sys)
+        if samples:
+            self._count(f"clock.stamped_{stamp}", len(samples))
         samples = self._plausible(samples, t)
         self._last_read[port] = t
         self.emit(port, samples)
         self._persist_state(port, decoder)
+        device, write = getattr(decoder, "device", None), self._writers.get(port)
+        if device is not None and write is not None:
+            self.device_clock.after_chunk(port, device, write, self.cfg.device.max_skew_s)
         self._count(f"done.{port}", len(data))  # bytes whose samples reached the subscribers and store queue
         return samples
 
@@ -290,6 +309,8 @@ class Pipeline:
                 backoff_s=self.cfg.reopen_backoff_s,
             )
             self.readers.append(reader.start())
+            if self._set_device_clock:
+                self._writers[port.name] = reader.write
         self._stepper = threading.Thread(target=self._step_loop, name="pipeline-steps", daemon=True)
         self._stepper.start()
         log.info("pipeline started: %d ports", len(self.readers))
@@ -310,7 +331,7 @@ class Pipeline:
 
     def _on_bytes_for(self, port: str) -> Callable[[float, bytes], None]:
         def on_bytes(_t_port: float, data: bytes) -> None:
-            self.ingest(port, self.clock(), data)  # one clock for samples and capture alike
+            self.ingest(port, self.time.raw(), data)  # one clock for samples and capture alike
 
         return on_bytes
 
@@ -361,6 +382,7 @@ class Pipeline:
             "pipeline": pipeline,
             "decoders": {name: _snapshot(d.counters) for name, d in self.decoders.items()},
             "ports": {r.name: asdict(r.counters) for r in self.readers},
+            "device_clock": dict(self.device_clock.counters),
         }
         if self.store is not None:
             out["store"] = self.store.stats_snapshot()

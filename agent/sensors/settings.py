@@ -88,10 +88,15 @@ class GnssConfig(_Section):
         description="Epochs per second the receiver is configured for; a step's completeness is its "
         "count of gated epochs divided by step length x this rate.",
     )
+    discipline_clock: bool = Field(
+        default=True,
+        description="Correct the agent's time by the receiver's valid UTC when the system clock is off "
+        "by more than 5 s (agent/sensors/clock.py); off for a simulated clock (the demo).",
+    )
 
     def processor_mapping(self) -> dict[str, Any]:
         """The mapping ``agent.sensors.gnss.GnssConfig.from_mapping`` reads."""
-        data = self.model_dump(exclude={"epoch_rate_hz"})
+        data = self.model_dump(exclude={"epoch_rate_hz", "discipline_clock"})
         if data["reference"] is None:
             data.pop("reference")
         return data

@@ -177,9 +177,8 @@ def forecast_rule(fc: ForecastInput | None, now: float, cfg: ForecastSettings, b
         "horizon_s": fc.horizon_s,
         "driver": driver,
     }
-    reason = (
-        f"forecast {fc.predicted_mm:.2f} mm in {fc.horizon_s / 86400:g} d; level {int(level)} by {driver}"
-    )
+    per = "next step" if fc.horizon_s <= 86400 else f"per day over {fc.horizon_s / 86400:g} d"
+    reason = f"forecast {fc.predicted_mm:.2f} mm {per}; level {int(level)} by {driver}"
     return SourceLevel(
         "forecast",
         level,

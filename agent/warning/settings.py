@@ -82,9 +82,9 @@ class ForecastSettings(_Section):
     )
     displacement_mm: LevelThresholds = Field(
         default_factory=lambda: LevelThresholds(advisory=2.0, watch=5.0, warning=10.0),
-        description="Predicted cumulative displacement (mm) over the bundle's warning horizon (its longest "
-        "horizon up to the alarm-rate horizon; 1 step for older bundles) for levels 1..3; also the "
-        "thresholds the forecast payload's exceedance probabilities are computed for. Site-specific.",
+        description="Predicted displacement per model step (mm/step; for a multi-horizon bundle the mean "
+        "rate over its warning horizon, e.g. 7 days) for levels 1..3; horizon h's exceedance "
+        "probabilities in the forecast payload are for these x h mm. Site-specific.",
     )
     interval_policy: Literal["point", "lower", "upper"] = Field(
         default="point",
@@ -93,8 +93,8 @@ class ForecastSettings(_Section):
     )
     exceedance_probability: LevelThresholds = Field(
         default_factory=lambda: LevelThresholds(advisory=0.3, watch=0.5, warning=0.7),
-        description="Level k is reached when P(displacement over the warning horizon > displacement_mm[k]) "
-        ">= this.",
+        description="Level k is reached when P(mean displacement per step over the warning horizon > "
+        "displacement_mm[k]) >= this.",
     )
     alarm_rate_level: int = Field(
         default=2,

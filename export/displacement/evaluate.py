@@ -3,7 +3,9 @@
 Per model: the 1-step scores of earlier versions (``mae_mm``, ``rmse_mm``, threshold warnings
 ``precision/recall/f1/f2`` against ``primary_threshold_mm``, split-conformal ``interval_coverage``),
 and per horizon ``horizons.<h>``: MAE, RMSE, ``skill_vs_moving_average`` (1 - MAE / MAE of the moving
-average; > 0 = better), RMSE over the white-noise floor (sqrt(2) sigma), ``coverage`` of the
+average; > 0 = better), ``rmse_over_noise_floor`` (RMSE / (sqrt(2) sigma): the error of a perfect
+forecast of the motion when positions carry white noise sigma; ``noise_sigma_mm`` is the RMS of the
+stations' white-noise sigmas), ``coverage`` of the
 distribution interval (normalised split conformal, what a bundle deploys) and ``coverage_rolling``
 (rolling conformal: the last ``ROLLING_N`` residuals already observed at each origin). Warnings
 (``warning``): P(K-step velocity > V within H) >= the calibration cutoff, scored as episodes
@@ -125,6 +127,10 @@ def evaluate_run(run_dir: Path, threshold_mm: float | None = None, make_plots: b
     halves = run["conformal_half_width_mm"]
     quantiles = run.get("residual_quantiles", {})
     label = warning_label(test, meta)
+    noise = meta.get("noise", {})
+    sigmas = [v["sigma_white_mm"] for v in noise.values() if v.get("sigma_white_mm") is not None]
+    sigma = float(np.sqrt(np.nanmean(np.square(sigmas)))) if sigmas else float("nan")
+    floor = float(np.sqrt(2.0) * sigma)
     preds: dict[str, np.ndarray] = {}
     warns: dict[str, np.ndarray] = {}
     models: dict[str, dict[str, Any]] = {}
@@ -142,6 +148,8 @@ def evaluate_run(run_dir: Path, threshold_mm: float | None = None, make_plots: b
                 )
             )
             m["horizons"] = _horizon_scores(run_dir, run, name, pred, ma, test, cal, q, nominal, step_s)
+            for hz in m["horizons"].values():
+                hz["rmse_over_noise_floor"] = hz["rmse_mm"] / floor if floor > 0 else None
         else:
             m.update({"mae_mm": None, "rmse_mm": None, "f2": None})
         prob = warning_probability(run, name, pred, aux, test, q)
@@ -164,9 +172,6 @@ def evaluate_run(run_dir: Path, threshold_mm: float | None = None, make_plots: b
             per_station[station] = {
                 name: float(np.mean(np.abs(p[sel, 0] - test.y1[sel]))) for name, p in preds.items()
             } | {"test_steps": int(sel.sum())}
-    noise = meta.get("noise", {})
-    sigmas = [v["sigma_white_mm"] for v in noise.values() if v.get("sigma_white_mm") is not None]
-    sigma = float(np.sqrt(np.nanmean(np.square(sigmas)))) if sigmas else float("nan")
     chosen = run.get("export_model", "multitask")
     longest = str(max(hs))
     mt, mav = (
@@ -185,7 +190,7 @@ def evaluate_run(run_dir: Path, threshold_mm: float | None = None, make_plots: b
         else "given on the command line",
         "observed_warnings": int(np.sum(test.y1 > thr)),
         "noise_sigma_mm": sigma,
-        "noise_floor_rmse_mm": float(np.sqrt(2.0) * sigma),
+        "noise_floor_rmse_mm": floor,
         "noise_per_station": noise,
         "warning_target": meta.get("station_warnings", {}),
         "episodes_per_split": {

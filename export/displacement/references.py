@@ -11,7 +11,10 @@ cumulative displacement over each horizon h (steps).
   warns when the line reaches 1/V within the warning horizon (or v > V already).
 
 The closed-form references are also ``torch`` modules (``ReferenceModule``) so that a bundle can carry
-one as a tiny ONNX graph when it is the chosen model.
+one as a tiny ONNX graph when it is the chosen model; the manifest then declares
+``evaluator: closed_form`` and the gateway evaluates the same formula in numpy
+(``agent.features.forecast_dist.closed_form_forecast``): an INT8 variant of a 14-tap average clips
+velocities outside its calibration range, exactly when a warning matters.
 """
 
 from __future__ import annotations
@@ -24,35 +27,17 @@ import torch
 from sklearn.ensemble import GradientBoostingRegressor
 from torch import nn
 
+from agent.features import forecast_dist as fdist
 from agent.features.forecast_dist import VELOCITY, horizons_of, window_velocity
 
-CLOSED_FORM = ("persistence", "moving_average", "linear_trend")
+CLOSED_FORM = fdist.CLOSED_FORM
 RULES = ("velocity_threshold", "inverse_velocity")
 RULE_SMOOTH = 3
 RULE_FIT = 7
 
 
-def _weights(kind: str, w: int) -> np.ndarray:
-    """Per-step weights (W,) so that velocity estimate = sum(weights * window velocities)."""
-    if kind == "persistence":
-        out = np.zeros(w)
-        out[-1] = 1.0
-        return out
-    if kind == "moving_average":
-        return np.full(w, 1.0 / w)
-    if kind == "linear_trend":
-        # LS slope of positions p_j = sum_{i<=j} v_i over j = 0..W-1: slope = sum_j c_j p_j,
-        # c_j = (j - jbar) / sum (j - jbar)^2; as weights on v_i: sum_{j>=i} c_j
-        j = np.arange(w, dtype=np.float64)
-        c = (j - j.mean()) / np.sum((j - j.mean()) ** 2)
-        return np.ascontiguousarray(np.cumsum(c[::-1])[::-1])
-    raise ValueError(f"unknown reference {kind!r}")
-
-
 def closed_form(kind: str, x: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
-    v = window_velocity(x, meta)
-    rate = v @ _weights(kind, v.shape[1])
-    return rate[:, None] * np.asarray(horizons_of(meta), dtype=np.float64)[None, :]
+    return fdist.closed_form_forecast(kind, x, meta)
 
 
 class ReferenceModule(nn.Module):
@@ -70,7 +55,9 @@ class ReferenceModule(nn.Module):
         self.j = j
         self.register_buffer("std", torch.tensor(float(meta["norm_std"][j])))
         self.register_buffer("mean", torch.tensor(float(meta["norm_mean"][j])))
-        self.register_buffer("weights", torch.tensor(_weights(kind, w), dtype=torch.float32)[:, None])
+        self.register_buffer(
+            "weights", torch.tensor(fdist.closed_form_weights(kind, w), dtype=torch.float32)[:, None]
+        )
         self.register_buffer("horizons", torch.tensor([float(h) for h in horizons_of(meta)])[None, :])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,8 @@ def load_displacement_run(run_dir: Path) -> LoadedRun:
     meta: dict[str, Any] = dict(run["meta"])
     meta["model_variant"] = name
     meta["output_names"] = outputs
+    if spec["type"] in references.CLOSED_FORM:
+        meta["evaluator"] = "closed_form"  # the gateway evaluates the formula in numpy (exact)
     meta["choice_rule"] = run.get("choice_rule", "")
     meta["run_mode"] = run.get("mode", "train")
     meta["calibration_set"] = description
