@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers.broker import Broker, free_port, running_broker
+from helpers.site import Site
+from helpers.toolchain import HAS_TORCH, TOOLCHAIN_IMPORT
+from helpers.wait import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,10 +19,6 @@ REPO = Path(__file__).resolve().parent.parent
 # A gateway install (Python 3.10 on JetPack 6, `pip install '.[test]'`) has no torch and no toolchain
 # extra. There, test modules that import torch, export/ or the bundle-building test helpers are not
 # collected; the run says which and why at the end. With torch installed everything is collected.
-TOOLCHAIN_IMPORT = re.compile(
-    r"^\s*(?:import|from)\s+(?:torch|export|bundle_testlib|tests\.bundle_testlib)\b", re.M
-)
-HAS_TORCH = importlib.util.find_spec("torch") is not None
 NOT_COLLECTED: set[str] = set()
 
 
@@ -60,71 +53,11 @@ SHARED_DATA = Path(os.environ.get("LEWS_SHARED_DATA", REPO.parent / "shared" / "
 NO_DATA = "shared data not found at"  # the skip reason the closing summary counts
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Broker:
-    host: str
-    port: int
-    conf: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen(
-            [exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not open {self.host}:{self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{NO_DATA} {SHARED_DATA} (set LEWS_SHARED_DATA)")
     return SHARED_DATA
-
-
-@contextmanager
-def running_broker(tmp_path: Path, name: str, port: int, settings: str) -> Iterator[Broker]:
-    """A real mosquitto with ``settings`` (listeners, auth, TLS ...) on ``port``, stopped on exit.
-
-    As root, mosquitto would drop to user `mosquitto`, which cannot read or write pytest's private tmp
-    dir (persistence, password and ACL files): it stays root then.
-    """
-    conf = tmp_path / f"{name}.conf"
-    user = "user root\n" if os.geteuid() == 0 else ""
-    conf.write_text(f"log_dest none\n{user}{settings}")
-    broker = Broker("127.0.0.1", port, conf)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
@@ -142,3 +75,14 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
     )
     with running_broker(tmp_path, "mosquitto", port, settings) as broker:
         yield broker
+
+
+@pytest.fixture
+def site(tmp_path: Path, mosquitto: Broker) -> Iterator[Site]:
+    """A simulated site (GNSS receiver and firmware bridge on ptys, in real time) with its config."""
+    s = Site(tmp_path, mosquitto.host, mosquitto.port)
+    try:
+        wait_until(lambda: s.bridge.bytes_written > 0, 10, "the bridge's first frames on the wire")
+        yield s
+    finally:
+        s.stop()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers.wait import wait_until
 
 from agent.features.samples import Sample
 from agent.sensors.bridge_device import BridgeDevice
@@ -53,13 +53,6 @@ class Gateway:
                 self.samples.extend(self.device.handle(frame, t).samples)
 
 
-def _wait(cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not cond():
-        time.sleep(0.02)
-    return bool(cond())
-
-
 def test_device_on_a_pty_end_to_end(tmp_path: Path) -> None:
     writer = CaptureWriter(tmp_path / "capture")
     device = PtyDevice(SCENARIO, speed=100.0, write_timeout_s=5.0)
@@ -67,11 +60,11 @@ def test_device_on_a_pty_end_to_end(tmp_path: Path) -> None:
     gw.port.start()
     try:
         # pyserial flushes the input on open: power the device up once the gateway listens.
-        assert _wait(lambda: gw.port.counters.connected)
+        wait_until(lambda: gw.port.counters.connected)
         device.start()
-        assert _wait(device.done.is_set)
+        wait_until(device.done.is_set)
         expected = sum(1 for _ in generate_frames(SCENARIO))
-        assert _wait(lambda: len(gw.frames) >= expected), (len(gw.frames), expected)
+        wait_until(lambda: len(gw.frames) >= expected), (len(gw.frames), expected)
     finally:
         gw.port.stop()
         device.stop()
@@ -99,7 +92,7 @@ def test_commands_are_answered_over_the_pty(tmp_path: Path) -> None:
         gw = Gateway(device.port, writer)
         gw.port.start()
         try:
-            assert _wait(lambda: gw.port.counters.connected)
+            wait_until(lambda: gw.port.counters.connected)
             time.sleep(0.1)  # let the open's input flush pass before the device answers
             answer = gw.commands.call(CommandCode.SET_CLOCK, 1_900_000_000_000, timeout_s=3)
             assert isinstance(answer, Ack) and answer.code == CommandCode.SET_CLOCK
@@ -138,14 +131,14 @@ def test_cable_pulled_during_rain_loses_no_rain(tmp_path: Path) -> None:
     gw.port.backoff_s = (0.05, 0.2)
     gw.port.start()
     try:
-        assert _wait(lambda: gw.port.counters.connected)
+        wait_until(lambda: gw.port.counters.connected)
         device.start()
-        assert _wait(lambda: device.model.now >= 100)
+        wait_until(lambda: device.model.now >= 100)
         device.unplug()
-        assert _wait(lambda: device.model.now >= 160)
+        wait_until(lambda: device.model.now >= 160)
         _link(device.plug(), link)
-        assert _wait(device.done.is_set)
-        assert _wait(lambda: gw.device.rain_state is not None and gw.device.rain_state.uptime_s >= 299)
+        wait_until(device.done.is_set)
+        wait_until(lambda: gw.device.rain_state is not None and gw.device.rain_state.uptime_s >= 299)
     finally:
         gw.port.stop()
         device.stop()

@@ -70,7 +70,7 @@ def test_engine_cli_without_tensorrt_says_so(tmp_path: Path) -> None:
         pytest.skip("tensorrt is installed here")
     except ImportError:
         pass
-    from bundle_testlib import runs
+    from helpers.bundles import runs
 
     from export.bundle import build_bundle
     from export.signing import keygen
@@ -130,7 +130,7 @@ def test_agent_bundle_verify_command_line_exit_codes(tmp_path: Path) -> None:
 @pytest.mark.faults
 def test_bundle_refuses_runs_with_nan_inputs_or_without_feature_names(tmp_path: Path) -> None:
     import numpy as np
-    from bundle_testlib import displacement_model
+    from helpers.bundles import displacement_model
 
     from agent.errors import ExportError
     from export.bundle import build_bundle

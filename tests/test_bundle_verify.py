@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import typer
-from bundle_testlib import runs
+from helpers.bundles import runs
 from typer.testing import CliRunner
 
 from agent import bundle_cli

@@ -13,6 +13,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from helpers.wait import wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
@@ -121,14 +122,6 @@ def _publisher(tmp_path: Path, port: int, key_file: Path, ran: list[VerifiedComm
     return Publisher(settings, site=SITE, node=NODE, agent_version="0.1.0", handlers={"ack": on_ack})
 
 
-def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def _rejected(pub: Publisher) -> dict[str, int]:
     commands: dict[str, Any] = pub.stats()["commands"]
     return dict(commands["rejected"])
@@ -163,7 +156,7 @@ def test_replayed_and_retained_commands_after_a_restart_are_refused_as_replay(
             try:
                 _start(pub, watch)
                 sender.publish(topic, json.dumps(captured), qos=1).wait_for_publish(5)
-                _wait(lambda: len(ran) >= 1, 10, "the command to run")
+                wait_until(lambda: len(ran) >= 1, 10, "the command to run")
             finally:
                 pub.stop()
             assert [c.nonce for c in ran] == [captured["nonce"]]
@@ -174,15 +167,15 @@ def test_replayed_and_retained_commands_after_a_restart_are_refused_as_replay(
             pub = _publisher(tmp_path, mosquitto.port, key_file, ran)
             try:
                 _start(pub, watch)
-                _wait(lambda: _rejected(pub).get("replay", 0) >= 1, 10, "the retained command refused")
+                wait_until(lambda: _rejected(pub).get("replay", 0) >= 1, 10, "the retained command refused")
                 sender.publish(topic, json.dumps(captured), qos=1).wait_for_publish(5)  # live replay
-                _wait(lambda: _rejected(pub).get("replay", 0) >= 2, 10, "the live replay refused")
+                wait_until(lambda: _rejected(pub).get("replay", 0) >= 2, 10, "the live replay refused")
                 # a command signed 100 s ahead (to be held back and replayed later) is refused
                 ahead = sign_command(
                     "ack", {"alert_id": "a2"}, key_id="ops1", hmac_key=key, t=time.time() + 100
                 )
                 sender.publish(topic, json.dumps(ahead), qos=1).wait_for_publish(5)
-                _wait(lambda: _rejected(pub).get("future", 0) >= 1, 10, "the future command refused")
+                wait_until(lambda: _rejected(pub).get("future", 0) >= 1, 10, "the future command refused")
             finally:
                 pub.stop()
             # a validly signed command never seen, stored retained while the agent is down: at the
@@ -193,7 +186,7 @@ def test_replayed_and_retained_commands_after_a_restart_are_refused_as_replay(
             pub = _publisher(tmp_path, mosquitto.port, key_file, ran)
             try:
                 _start(pub, watch)
-                _wait(lambda: _rejected(pub).get("replay", 0) >= 1, 10, "the unseen retained command")
+                wait_until(lambda: _rejected(pub).get("replay", 0) >= 1, 10, "the unseen retained command")
                 rejected = _rejected(pub)
             finally:
                 pub.stop()

@@ -14,7 +14,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from test_daemon_support import alert_events, chain_problems, invalid_payloads, kind_of, per_topic, unique
+from helpers.mqtt_checks import alert_events, chain_problems, invalid_payloads, kind_of, per_topic, unique
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon

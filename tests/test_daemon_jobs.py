@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Broker, free_port
+from helpers.broker import Broker, free_port
+from helpers.wait import wait_until as _wait_until
 
 import agent.daemon as daemon_mod
 from agent.config import config_from_dict
@@ -22,15 +22,6 @@ from agent.jobs.scheduler import Lifecycle, Scheduler, Step
 from agent.jobs.supervise import RestartBudget, SupervisedLoop, write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def _config(tmp_path: Path, port: int, **daemon: Any) -> dict[str, Any]:

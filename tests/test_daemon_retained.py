@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import Broker
+from helpers.broker import Broker
+from helpers.wait import wait_until as _wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import config_from_dict
@@ -29,15 +29,6 @@ REPO = Path(__file__).resolve().parent.parent
 SITE, NODE = "retained-site", "gw1"
 ALERT = f"lews/v1/{SITE}/{NODE}/alert"
 WIRE = f"lews/v1/{SITE}/{NODE}/wire"
-
-
-def _wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def _config(root: Path, broker: Broker, **warning: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Broker
+from helpers.broker import Broker
 from typer.testing import CliRunner
 
 from agent.cli import _register_all, app

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_daemon_support import alert_events, chain_problems, invalid_payloads, kind_of, unique
+from helpers.mqtt_checks import alert_events, chain_problems, invalid_payloads, kind_of, unique
 
 from agent.publish.watch import TopicWatcher
 

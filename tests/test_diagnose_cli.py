@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_diagnose_site import Site, copy_bundle, diagnose_json, run_agent, site_fixture, statuses  # noqa: F401
+from helpers.site import Site, copy_bundle, diagnose_json, run_agent, statuses
 
 from agent.publish.outbox import OutboundMessage, Outbox
 

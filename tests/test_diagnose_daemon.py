@@ -10,10 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_diagnose_site import Site, diagnose_json, run_agent, site_fixture, statuses  # noqa: F401
+from helpers.site import Site, diagnose_json, run_agent, statuses
+from helpers.wait import wait_until
 
 from agent.config import load_config
 from agent.daemon import Daemon
+
+
+def _status_written_after(status: Path, t: float) -> None:
+    wait_until(lambda: status.is_file() and status.stat().st_mtime > t, 30, f"{status} written after {t:.1f}")
 
 
 @pytest.fixture
@@ -21,14 +26,13 @@ def daemon(site: Site) -> Iterator[Daemon]:
     d = Daemon(load_config(site.config))
     d.start()
     status = site.tmp / "state" / "status.json"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # running, and the first fixes, rain and wire frames stored
-        seen = d.pipeline.stats
-        if status.is_file() and seen.get("samples.wire.state") and seen.get("samples.gnss.e_mm"):
-            break
-        time.sleep(0.2)
-    time.sleep(1.0)
     try:
+        # running, and the first fixes, rain and wire frames stored; then a status written after that
+        wait_until(
+            lambda: d.pipeline.stats.get("samples.wire.state") and d.pipeline.stats.get("samples.gnss.e_mm"),
+            30,
+        )
+        _status_written_after(status, time.time())
         yield d
     finally:
         d.stop()
@@ -52,7 +56,10 @@ def test_diagnose_reads_the_running_daemon(site: Site, daemon: Daemon) -> None:
 @pytest.mark.faults
 def test_unplug_while_daemon_runs_fails_only_that_port(site: Site, daemon: Daemon) -> None:
     site.bridge.unplug()
-    time.sleep(1.5)  # the daemon notices and writes its status
+    wait_until(
+        lambda: not daemon.pipeline.counters()["ports"]["bridge"]["connected"], 15, "the unplug noticed"
+    )
+    _status_written_after(site.tmp / "state" / "status.json", time.time())  # the status says so
     rc, checks = diagnose_json(site.config, "--skip", "system.clock")
     assert rc == 2
     assert statuses(checks, "FAIL") == {"serial.bridge"}, checks

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_diagnose_site import Site, bridge_scenario, diagnose_json, statuses
+from helpers.site import Site, bridge_scenario, diagnose_json, statuses
 
 from firmware_bridge.messages import WireState
 from firmware_bridge.scenario import RainStep, WireChange

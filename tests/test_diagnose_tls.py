@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Broker, free_port, running_broker
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from test_diagnose_site import diagnose_json, write_config
+from helpers.broker import Broker, free_port, running_broker
+from helpers.site import diagnose_json, write_config
 
 from agent.compat import UTC
 from agent.demo.run import demo_config_data

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Broker
-from test_daemon_support import alert_events, chain_problems, invalid_payloads, unique
+from helpers.broker import Broker
+from helpers.mqtt_checks import alert_events, chain_problems, invalid_payloads, unique
+from helpers.wait import wait_until
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
@@ -64,18 +65,9 @@ def _config(tmp_path: Path, broker: Broker) -> dict[str, Any]:
     }
 
 
-def _wait(pred: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return bool(pred())
-
-
 def _evaluations_after(daemon: Daemon, n: int) -> None:
     target = daemon.counters["evaluations"] + n
-    assert _wait(lambda: daemon.counters["evaluations"] >= target), "evaluation loop stalled"
+    wait_until(lambda: daemon.counters["evaluations"] >= target, 10, "the evaluation loop (stalled?)")
 
 
 def test_clock_jumps_back_and_forth_hold_the_alert_and_lose_nothing(
@@ -98,7 +90,7 @@ def test_clock_jumps_back_and_forth_hold_the_alert_and_lose_nothing(
         assert daemon._last_level() == 0
         clock.set(T0 + 600.0)
         wire(1)  # the wire trips: level 3 at once
-        assert _wait(lambda: daemon._last_level() == 3)
+        wait_until(lambda: daemon._last_level() == 3)
         _evaluations_after(daemon, 3)
 
         clock.set(T0 - 6 * HOUR)  # RTC reset / bad NTP step: six hours back
@@ -117,7 +109,7 @@ def test_clock_jumps_back_and_forth_hold_the_alert_and_lose_nothing(
         assert all(lp.failures == 0 for lp in daemon.scheduler.loops.values()), {
             lp.name: lp.failures for lp in daemon.scheduler.loops.values()
         }
-        assert _wait(lambda: daemon.publisher.outbox.stats()["depth"] == 0)
+        wait_until(lambda: daemon.publisher.outbox.stats()["depth"] == 0)
     finally:
         daemon.stop()
     time.sleep(0.5)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Broker
+from helpers.broker import Broker
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon

@@ -16,12 +16,13 @@ import subprocess
 import sys
 import time
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Broker
+from helpers.broker import Broker
+from helpers.wait import wait_until as _wait_until
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
@@ -34,15 +35,6 @@ pytestmark = pytest.mark.faults
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_MIB = 2
-
-
-def _wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import Broker
+from helpers.broker import Broker
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon

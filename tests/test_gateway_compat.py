@@ -47,10 +47,10 @@ def test_no_311_only_spellings_in_the_gateway_runtime() -> None:
         r"from datetime import .*\bUTC\b|from typing import .*\bSelf\b|except\*|TaskGroup\(",
         re.M,
     )
-    from conftest import TOOLCHAIN_IMPORT
+    from helpers.toolchain import TOOLCHAIN_IMPORT
 
     gateway_tests = [
-        p for p in sorted((REPO / "tests").glob("*.py")) if not TOOLCHAIN_IMPORT.search(p.read_text("utf-8"))
+        p for p in sorted((REPO / "tests").rglob("*.py")) if not TOOLCHAIN_IMPORT.search(p.read_text("utf-8"))
     ]
     files = [p for d in ("agent", "firmware_bridge") for p in sorted((REPO / d).rglob("*.py"))]
     hits = [

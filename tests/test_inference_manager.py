@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bundle_testlib import TinyDisplacement, displacement_model
+from helpers.bundles import TinyDisplacement, displacement_model
 
 from agent.errors import ModelUpdateError
 from agent.inference.ab import ABStore

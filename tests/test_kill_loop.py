@@ -27,7 +27,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from test_daemon_support import alert_events, chain_problems, kind_of, msg_key
+from helpers.mqtt_checks import alert_events, chain_problems, kind_of, msg_key
 
 from agent.demo.harness import SubprocessSite
 from agent.demo.scenario import DAY, START_UTC, storm

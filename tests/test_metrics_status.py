@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_report_support import demo_state
+from helpers.demo_state import demo_state
 
 from agent.config import WebSettings
 from agent.metrics import exposition, families_from_status, make_registry, update_from_status

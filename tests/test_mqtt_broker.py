@@ -8,8 +8,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from helpers.engines import engine_wire_trip
 from paho.mqtt.enums import CallbackAPIVersion
-from test_publish_payloads import engine_wire_trip
 
 from agent.errors import PublishError
 from agent.publish import broker as broker_mod

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Broker
-from test_publish_payloads import engine_wire_trip
+from helpers.broker import Broker
+from helpers.engines import engine_wire_trip
+from helpers.wait import wait_until
 
 from agent.publish import schemas
 from agent.publish.publisher import Publisher
@@ -55,10 +56,7 @@ def seqs(msgs: list[Received]) -> list[int]:
 
 
 def wait_drained(pub: Publisher, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while pub.outbox.depth and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pub.outbox.depth == 0, pub.stats()
+    wait_until(lambda: pub.outbox.depth == 0, timeout, f"the outbox to drain ({pub.stats()})")
 
 
 @pytest.mark.faults
@@ -113,10 +111,7 @@ def test_broker_down_for_a_while_loses_nothing_and_replays_historical_in_order(
 
 
 def _wait_false(pub: Publisher, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while pub.link.connected.is_set() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not pub.link.connected.is_set()
+    return wait_until(lambda: not pub.link.connected.is_set(), timeout, "the link to go down")
 
 
 @pytest.mark.faults

@@ -14,8 +14,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from helpers.engines import NODE, SITE, engine_lifecycle, engine_wire_trip, make_publisher
 from paho.mqtt.enums import CallbackAPIVersion
-from test_publish_payloads import engine_lifecycle, engine_wire_trip
 
 from agent.compat import UTC
 from agent.publish import schemas
@@ -24,18 +24,6 @@ from agent.publish.commands import VerifiedCommand, sign_command
 from agent.publish.publisher import Publisher
 from agent.publish.settings import MqttSettings
 from agent.publish.watch import Received, TopicWatcher, unique_by_msg_id
-
-SITE, NODE = "lamosano", "gw-1"
-
-
-def make_publisher(tmp_path: Path, port: int, **kw: Any) -> Publisher:
-    handlers = kw.pop("handlers", None)
-    settings = MqttSettings.model_validate(
-        {"port": port, "outbox": {"path": str(tmp_path / "outbox.sqlite")}, "reconnect_max_s": 2, **kw}
-    )
-    return Publisher(
-        settings, site=SITE, node=NODE, agent_version="0.1.0", backend="onnxruntime", handlers=handlers
-    )
 
 
 def validate_received(msgs: list[Received]) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Broker, free_port, running_broker
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from helpers.broker import Broker, free_port, running_broker
+from helpers.wait import wait_until
 from pydantic import ValidationError
 
 from agent.compat import UTC
@@ -152,10 +153,9 @@ def test_wrong_ca_never_connects_and_keeps_messages(
     pub.publish_telemetry("rain", {"rain.mm": 0.4}, window_start=now, window_end=now, completeness=1.0)
     pub.start()
     try:
-        time.sleep(2.5)
+        wait_until(lambda: pub.stats()["link"].get("connect_failures", 0) >= 1, 30, "a failed TLS connect")
         assert not pub.link.connected.is_set()
         st = pub.stats()
-        assert st["link"].get("connect_failures", 0) >= 1
         assert st["outbox"]["depth"] == 1 and st["outbox"]["sent"] == 0
     finally:
         pub.stop()
@@ -176,9 +176,8 @@ def test_host_name_is_verified(tmp_path: Path, caplog: pytest.LogCaptureFixture)
         pub = publisher(tmp_path, port=port, tls={"enabled": True, "ca_file": str(pki / "ca.pem")})
         pub.start()
         try:
-            time.sleep(2.0)
+            wait_until(lambda: pub.stats()["link"].get("connect_failures", 0) >= 1, 30, "a refused host name")
             assert not pub.link.connected.is_set()
-            assert pub.stats()["link"].get("connect_failures", 0) >= 1
             pub.stop()
             # only the explicit, logged opt-out connects to it
             with caplog.at_level(logging.WARNING):
@@ -241,9 +240,10 @@ def test_wrong_password_is_refused_and_messages_wait(
     pub.publish_wire(1, changed_at=now, level=3)
     pub.start()
     try:
-        time.sleep(1.5)
+        wait_until(
+            lambda: pub.stats()["link"].get("connect_refused", 0) >= 1, 30, "the broker refusing the password"
+        )
         assert not pub.link.connected.is_set()
-        assert pub.stats()["link"].get("connect_refused", 0) >= 1
         assert pub.outbox.depth == 1
     finally:
         pub.stop()

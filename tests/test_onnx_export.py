@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from bundle_testlib import displacement_model, unet_model
+from helpers.bundles import displacement_model, unet_model
 
 from agent.errors import ExportError
 from export.onnx_export import OPSET, export_onnx, ort_outputs, torch_outputs

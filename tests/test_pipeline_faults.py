@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.wait import wait_until
 from pydantic import ValidationError
 
 from agent.errors import ConfigError
@@ -152,13 +153,16 @@ def test_device_vanishes_mid_run_and_stop_is_clean(tmp_path: Path) -> None:
     pipe = Pipeline(cfg, store, clock=lambda: START + (time.monotonic() - mono0) * 600.0)
     try:
         pipe.start()
-        time.sleep(0.2)
+        wait_until(lambda: pipe.counters()["ports"]["bridge0"]["connected"], 10, "the port to open")
         device.start()
-        time.sleep(1.5)
+        wait_until(lambda: pipe.counters()["pipeline"].get("samples.rain.mm", 0) >= 3, 30, "rain samples")
         device.stop()  # the device and its pty disappear
-        time.sleep(1.0)
-        port = pipe.counters()["ports"]["bridge0"]
-        assert port["disconnects"] + port["silence_reopens"] >= 1 or port["open_failures"] >= 1
+
+        def noticed() -> bool:
+            port = pipe.counters()["ports"]["bridge0"]
+            return bool(port["disconnects"] + port["silence_reopens"] >= 1 or port["open_failures"] >= 1)
+
+        wait_until(noticed, 15, "the pipeline to notice the vanished port")
         t0 = time.monotonic()
     finally:
         pipe.stop()

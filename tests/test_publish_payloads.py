@@ -10,8 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from helpers.engines import T0, engine_lifecycle, engine_wire_trip
 from jsonschema import Draft202012Validator
 
 from agent.compat import UTC
@@ -21,48 +21,9 @@ from agent.publish.cap import CAP_NS, LEVEL_MAP, build_cap
 from agent.publish.payloads import PayloadFactory, dumps, iso_z, parse_iso_z
 from agent.publish.settings import CapSettings
 from agent.publish.topics import TOPICS, command_name, topic_for
-from agent.warning.engine import EvaluationResult, WarningEngine
-from agent.warning.events import AlertEvent
-from agent.warning.inputs import DisplacementInput, Snapshot, WireInput, WireState
+from agent.warning.engine import WarningEngine
+from agent.warning.inputs import Snapshot, WireInput, WireState
 from agent.warning.settings import WarningSettings
-
-T0 = 1_763_800_000.0
-DAY, H = 86400.0, 3600.0
-
-
-def _creep(rate_mm_day: float, now: float) -> DisplacementInput:
-    """SYNTHETIC constant-velocity creep over the 3 days before ``now`` (6-hourly points)."""
-    t = np.arange(now - 3 * DAY, now + 1, DAY / 4)
-    return DisplacementInput(t, rate_mm_day * (t - t[0]) / DAY, np.ones_like(t), float(t[-1]))
-
-
-def _snap(
-    site: str, now: float, wire: WireState = WireState.INTACT, velocity: float | None = None
-) -> Snapshot:
-    disp = None if velocity is None else _creep(velocity, now)
-    return Snapshot(site, wire=WireInput(wire, now, now - 60), displacement=disp)
-
-
-def engine_lifecycle(
-    site: str = "urbas", t0: float = T0
-) -> tuple[WarningEngine, list[EvaluationResult], AlertEvent]:
-    """Real warning-engine output on synthetic creep: trigger (1), update (2), acknowledge, resolve (0)."""
-    eng = WarningEngine(WarningSettings(), site)
-    trig = eng.evaluate(_snap(site, t0, velocity=1.5), t0)
-    upd = eng.evaluate(_snap(site, t0 + 60, velocity=6.0), t0 + 60)
-    ack = eng.acknowledge("ops-maria", t0 + 120, note="crew on the way")
-    res = eng.evaluate(_snap(site, t0 + 4 * H, velocity=0.0), t0 + 4 * H)
-    assert [[e.kind for e in r.events] for r in (trig, upd, res)] == [["trigger"], ["update"], ["resolve"]]
-    return eng, [trig, upd, res], ack
-
-
-def engine_wire_trip(site: str = "urbas", t0: float = T0) -> EvaluationResult:
-    """Real warning-engine output: the wire alarm trips -> level 3 trigger."""
-    eng = WarningEngine(WarningSettings(), site)
-    eng.evaluate(_snap(site, t0), t0)
-    r = eng.evaluate(_snap(site, t0 + 1, wire=WireState.TRIPPED), t0 + 1)
-    assert int(r.published_level) == 3 and [e.kind for e in r.events] == ["trigger"]
-    return r
 
 
 def factory() -> PayloadFactory:

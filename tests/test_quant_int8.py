@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from bundle_testlib import displacement_model, unet_model
+from helpers.bundles import displacement_model, unet_model
 from onnx import numpy_helper
 
 from export.onnx_export import export_onnx, ort_outputs

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import tomllib
-from test_daemon_support import kind_of
+from helpers.mqtt_checks import kind_of
 
 from agent.demo.harness import SubprocessSite
 from agent.demo.scenario import REFERENCE, START_UTC, DemoScenario
@@ -83,14 +83,14 @@ def _storm(table_path: Path, cal: dict[str, Any]) -> tuple[int, list[float], int
     t = read_table(table_path)
     rules = [(k + 1, cal[lv]) for k, lv in enumerate(LEVELS) if isinstance(cal.get(lv), dict)]
     best: tuple[int, float, int] | None = None
-    for i in np.flatnonzero(t.event & t.usable):
-        level = max((k for k, r in rules if t.predictors[r["predictor"]][i] >= r["threshold"]), default=0)
-        value = float(t.predictors["rain_3d"][i])
+    for day in np.flatnonzero(t.event & t.usable):
+        level = max((k for k, r in rules if t.predictors[r["predictor"]][day] >= r["threshold"]), default=0)
+        value = float(t.predictors["rain_3d"][day])
         if best is None or (level, value) > (best[0], best[1]):
-            best = (level, value, int(i))
+            best = (level, value, int(day))
     assert best is not None and best[0] >= 1
-    day = best[2]
-    return day, [float(x) for x in t.rain_mm[day - STORM_DAYS + 1 : day + 1]], best[0]
+    storm = best[2]
+    return storm, [float(x) for x in t.rain_mm[storm - STORM_DAYS + 1 : storm + 1]], best[0]
 
 
 def _scenario(day_mm: list[float]) -> DemoScenario:

@@ -15,7 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_report_support import demo_state
+from helpers.demo_state import demo_state
 
 from agent.config import StatePaths
 from agent.history import HISTORY_FILE, save_riskmap

@@ -14,9 +14,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import Broker, free_port, running_broker
+from helpers.broker import Broker, free_port, running_broker
+from helpers.mqtt_checks import unique
+from helpers.wait import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
-from test_daemon_support import unique
 
 from agent.config import config_from_dict
 from agent.daemon import Daemon
@@ -99,9 +100,9 @@ def test_gateway_writes_only_its_own_tree_and_subscribers_only_read(acl_broker: 
         assert gw1.publish("lews/v2/site/gw1/alert", b"outside") == NOT_AUTHORIZED
         assert dash.publish("lews/v1/site/gw1/alert", b"dashboard-write") == NOT_AUTHORIZED
         assert ops.publish("lews/v1/site/gw1/cmd/ack", b"signed-command") == 0
-        time.sleep(0.5)
+        allowed = {b"own", b"own-telemetry", b"signed-command"}
+        wait_until(lambda: allowed <= {p for _t, p in dash.got} and gw1.got, 10, "the allowed messages")
         seen = {p for _t, p in dash.got}
-        assert {b"own", b"own-telemetry", b"signed-command"} <= seen
         assert not seen & {b"forged", b"self-command", b"outside", b"dashboard-write"}
         assert gw1.got == [("lews/v1/site/gw1/cmd/ack", b"signed-command")]
         assert gw2.got == []  # a gateway cannot read another gateway's commands
@@ -130,11 +131,7 @@ def test_the_daemon_publishes_everything_under_the_example_acl(tmp_path: Path, a
     try:
         assert daemon.publisher.link.connected.wait(10)
         daemon.pipeline.emit("bridge", [Sample(time.time(), "wire.state", 1.0)])
-        deadline = time.monotonic() + 10
-        while (daemon._last_level() != 3 or daemon.publisher.outbox.stats()["depth"]) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.05)
+        wait_until(lambda: daemon._last_level() == 3 and not daemon.publisher.outbox.stats()["depth"], 30)
     finally:
         daemon.stop()
     time.sleep(0.5)

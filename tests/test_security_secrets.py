@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Broker, free_port, running_broker
+from helpers.broker import Broker, free_port, running_broker
 from typer.testing import CliRunner
 
 from agent.cli import _register_all, app

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import threading
 import time
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+from helpers.wait import wait_until
 
 from agent.errors import SerialPortError
-from agent.sensors.serialport import QueueSink, SerialPortReader
+from agent.sensors.serialport import QueueSink, SerialPortReader, open_pyserial
 
 
 class Pty:
@@ -70,15 +73,6 @@ def _has_bytes(reader: SerialPortReader, n: int) -> bool:
     return reader.counters.bytes == n
 
 
-def _wait(cond: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
 @pytest.fixture
 def pty() -> Iterator[Pty]:
     p = Pty()
@@ -92,7 +86,7 @@ def test_reads_in_bulk_through_a_stable_link(pty: Pty, tmp_path: Path) -> None:
     sink = Sink()
     reader = SerialPortReader("bridge", str(link), sink, read_timeout_s=0.1).start()
     try:
-        assert _wait(lambda: reader.counters.connected)
+        wait_until(lambda: reader.counters.connected)
         assert reader.counters.device == os.path.realpath(pty.path)
         payload = bytes(range(256)) * 400  # 100 KiB in one go
         pty.write(payload)
@@ -111,7 +105,7 @@ def test_reads_in_bulk_through_a_stable_link(pty: Pty, tmp_path: Path) -> None:
 def test_idle_port_does_not_spin(pty: Pty) -> None:
     reader = SerialPortReader("idle", pty.path, Sink(), read_timeout_s=0.2).start()
     try:
-        assert _wait(lambda: reader.counters.connected)
+        wait_until(lambda: reader.counters.connected)
         thread_id = reader._thread.native_id
         proc = psutil.Process()
 
@@ -135,15 +129,15 @@ def test_unplug_and_reenumeration_reopen_with_backoff(tmp_path: Path) -> None:
     reader = SerialPortReader("bridge", str(link), sink, read_timeout_s=0.05, backoff_s=(0.05, 0.4)).start()
     second: Pty | None = None
     try:
-        assert _wait(lambda: reader.counters.connected)
+        wait_until(lambda: reader.counters.connected)
         first.write(b"before")
         assert sink.collect(6) == b"before"
         first.close()  # unplug: EIO on the open port, then the node is gone
-        assert _wait(lambda: reader.counters.disconnects == 1 and not reader.counters.connected)
-        assert _wait(lambda: reader.counters.open_failures >= 3)  # retrying while it is gone
+        wait_until(lambda: reader.counters.disconnects == 1 and not reader.counters.connected)
+        wait_until(lambda: reader.counters.open_failures >= 3)  # retrying while it is gone
         second = Pty()  # the device comes back as another tty ...
         _link(second.path, link)  # ... and udev points the stable name at it
-        assert _wait(lambda: reader.counters.opens == 2 and reader.counters.connected)
+        wait_until(lambda: reader.counters.opens == 2 and reader.counters.connected)
         assert reader.counters.device == os.path.realpath(second.path)
         second.write(b"after")
         assert sink.collect(5) == b"after"
@@ -157,15 +151,30 @@ def test_unplug_and_reenumeration_reopen_with_backoff(tmp_path: Path) -> None:
 
 @pytest.mark.faults
 def test_backoff_grows_and_stop_is_prompt(tmp_path: Path) -> None:
-    reader = SerialPortReader("gone", str(tmp_path / "nothing"), Sink(), backoff_s=(0.05, 0.2)).start()
-    time.sleep(1.0)
-    failures = reader.counters.open_failures
-    # 0.05 + 0.1 + 0.2 + 0.2 + ... : about 6 attempts in 1 s, not hundreds.
-    assert 3 <= failures <= 10
-    started = time.monotonic()
-    reader.stop()
-    assert time.monotonic() - started < 1.0 and not reader.running
+    attempts: list[float] = []
+
+    def opener(path: str, baudrate: int, timeout_s: float) -> Any:
+        attempts.append(time.monotonic())
+        return open_pyserial(path, baudrate, timeout_s)  # the real open: the node does not exist
+
+    gone = str(tmp_path / "nothing")
+    reader = SerialPortReader("gone", gone, Sink(), backoff_s=(0.05, 0.2), opener=opener).start()
+    try:
+        wait_until(lambda: reader.counters.open_failures >= 6, 30, "six failed opens")
+    finally:
+        reader.stop()
+    # The wait after each failure doubles from 0.05 s up to the 0.2 s cap, so attempts are never closer
+    # than that (a loaded machine only stretches them): it retries, it does not spin.
+    gaps = [b - a for a, b in itertools.pairwise(attempts[:6])]
+    for gap, wait in zip(gaps, (0.05, 0.1, 0.2, 0.2, 0.2), strict=True):
+        assert gap >= 0.9 * wait, (gaps, wait)
     assert reader.counters.opens == 0 and "open" in reader.counters.last_error
+    # stop() interrupts a long backoff wait at once instead of sleeping it out.
+    slow = SerialPortReader("gone-slow", gone, Sink(), backoff_s=(30.0, 30.0)).start()
+    wait_until(lambda: slow.counters.open_failures >= 1, 10, "the first failed open")
+    started = time.monotonic()
+    slow.stop()
+    assert time.monotonic() - started < 10.0 and not slow.running
 
 
 @pytest.mark.faults
@@ -179,11 +188,11 @@ def test_failing_consumer_is_counted_not_fatal(pty: Pty) -> None:
 
     reader = SerialPortReader("bridge", pty.path, consumer, read_timeout_s=0.05).start()
     try:
-        assert _wait(lambda: reader.counters.connected)
+        wait_until(lambda: reader.counters.connected)
         pty.write(b"one")
-        assert _wait(lambda: len(calls) == 1)
+        wait_until(lambda: len(calls) == 1)
         pty.write(b"two")
-        assert _wait(lambda: len(calls) == 2)
+        wait_until(lambda: len(calls) == 2)
         assert reader.counters.callback_errors == 1 and reader.running
     finally:
         reader.stop()
@@ -192,7 +201,7 @@ def test_failing_consumer_is_counted_not_fatal(pty: Pty) -> None:
 def test_write_goes_to_the_device_and_fails_when_closed(pty: Pty, tmp_path: Path) -> None:
     reader = SerialPortReader("bridge", pty.path, Sink(), read_timeout_s=0.05).start()
     try:
-        assert _wait(lambda: reader.counters.connected)
+        wait_until(lambda: reader.counters.connected)
         assert reader.write(b"\x00cmd\x00")
         got = b""
         deadline = time.monotonic() + 2
@@ -208,7 +217,7 @@ def test_write_goes_to_the_device_and_fails_when_closed(pty: Pty, tmp_path: Path
 def test_silence_triggers_a_reopen(pty: Pty) -> None:
     reader = SerialPortReader("quiet", pty.path, Sink(), read_timeout_s=0.05, silence_reopen_s=0.3).start()
     try:
-        assert _wait(lambda: reader.counters.silence_reopens >= 1 and reader.counters.opens >= 2)
+        wait_until(lambda: reader.counters.silence_reopens >= 1 and reader.counters.opens >= 2)
     finally:
         reader.stop()
 
@@ -216,10 +225,10 @@ def test_silence_triggers_a_reopen(pty: Pty) -> None:
 def test_second_reader_of_the_same_port_is_refused(pty: Pty) -> None:
     first = SerialPortReader("a", pty.path, Sink(), read_timeout_s=0.05).start()
     try:
-        assert _wait(lambda: first.counters.connected)
+        wait_until(lambda: first.counters.connected)
         second = SerialPortReader("b", pty.path, Sink(), read_timeout_s=0.05, backoff_s=(0.05, 0.05)).start()
         try:
-            assert _wait(lambda: second.counters.open_failures >= 1)
+            wait_until(lambda: second.counters.open_failures >= 1)
             assert not second.counters.connected
         finally:
             second.stop()
@@ -235,7 +244,7 @@ def test_many_ports_each_have_their_own_thread() -> None:
         for i, (p, s) in enumerate(zip(ptys, sinks, strict=True))
     ]
     try:
-        assert _wait(lambda: all(r.counters.connected for r in readers))
+        wait_until(lambda: all(r.counters.connected for r in readers))
         names = {t.name for t in threading.enumerate()}
         assert {"serial-p0", "serial-p1", "serial-p2"} <= names
         for i, p in enumerate(ptys):
@@ -258,10 +267,10 @@ def test_queue_sink_hands_over_and_counts_overflow(pty: Pty) -> None:
     sink = QueueSink(maxsize=2)
     reader = SerialPortReader("bridge", pty.path, sink, read_timeout_s=0.05).start()
     try:
-        assert _wait(lambda: reader.counters.connected)
+        wait_until(lambda: reader.counters.connected)
         for i in range(5):  # nobody consumes: 2 chunks fit, the rest is dropped and counted
             pty.write(bytes([65 + i]) * 10)
-            assert _wait(partial(_has_bytes, reader, 10 * (i + 1)))
+            wait_until(partial(_has_bytes, reader, 10 * (i + 1)))
         assert sink.dropped_chunks == 3 and sink.dropped_bytes == 30
         first = sink.get(1.0)
         assert first is not None and first[1] == b"A" * 10

@@ -18,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_report_support import demo_state
+from helpers.demo_state import demo_state
 
 from agent.config import StatePaths, WebSettings
 from agent.errors import WebError

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from test_mqtt_roundtrip import make_publisher
+from helpers.engines import make_publisher
+from helpers.wait import wait_until
 
 from agent.publish.outbox import Outbox
 from agent.publish.watch import Received, TopicWatcher
@@ -16,15 +17,6 @@ from agent.publish.watch import Received, TopicWatcher
 
 def _wires(msgs: list[Received]) -> list[Received]:
     return [m for m in msgs if m.topic.endswith("/wire") and m.payload]
-
-
-def _wait(pred: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return bool(pred())
 
 
 def test_wire_sent_once_and_its_row_acked(tmp_path: Path, mosquitto: Any) -> None:
@@ -36,7 +28,7 @@ def test_wire_sent_once_and_its_row_acked(tmp_path: Path, mosquitto: Any) -> Non
             for i in range(20):
                 pub.publish_wire(i % 2, changed_at=time.time(), level=3 * (i % 2))
             msgs = watch.wait_for(lambda m: len(_wires(m)) >= 20, 15)
-            assert _wait(lambda: pub.outbox.depth == 0, 10)
+            wait_until(lambda: pub.outbox.depth == 0, 10)
             time.sleep(0.3)  # a duplicate from the outbox sender would arrive within this
             wires = _wires(watch.snapshot())
             assert len(wires) == 20 == len({w.json()["msg_id"] for w in wires})
@@ -64,7 +56,7 @@ def test_wire_reaches_broker_while_outbox_is_held(tmp_path: Path, mosquitto: Any
                 got = watch.wait_for(lambda m: len(_wires(m)) >= 1, 10)
                 assert len(_wires(got)) == 1 and pub.outbox.depth == 0  # sent, not yet recorded
             t.join(10)
-            assert _wait(lambda: pub.stats()["outbox"]["acked"] == 1 and pub.outbox.depth == 0, 10)
+            wait_until(lambda: pub.stats()["outbox"]["acked"] == 1 and pub.outbox.depth == 0, 10)
             time.sleep(0.3)
             assert len(_wires(watch.snapshot())) == 1  # the committed row was adopted, not re-sent
         finally:
@@ -87,7 +79,7 @@ def test_wire_without_broker_is_kept_and_sent_later(tmp_path: Path, mosquitto: A
         try:
             got = watch.wait_for(lambda m: len(_wires(m)) >= 1, 15)
             assert _wires(got)[0].json()["state"] == 1
-            assert _wait(lambda: pub.outbox.depth == 0, 10)
+            wait_until(lambda: pub.outbox.depth == 0, 10)
         finally:
             pub.stop()
 

@@ -152,13 +152,9 @@ class Publisher:
             backend, mode = self.backend, self.mode
             if self._degraded is not None and state == "online":
                 mode, reason = "degraded", reason or self._degraded
+        summary = self._outbox_summary()
         payload = self.factory.status(
-            state,
-            backend=backend,
-            started_at=self.started_at,
-            mode=mode,
-            reason=reason,
-            outbox=self._outbox_summary(),
+            state, backend=backend, started_at=self.started_at, mode=mode, reason=reason, outbox=summary
         )
         schemas.validate("status", payload)
         return DirectMessage(topic_for("status", self.site, self.node), dumps(payload))

@@ -1,4 +1,4 @@
-"""A simulated site for the diagnose/status tests (helpers and fixtures; no tests of its own).
+"""A simulated site for the diagnose/status tests (the ``site`` fixture of conftest.py builds one).
 
 SYNTHETIC devices in real time on pseudo-terminals: the firmware bridge (rain every 1 s, heartbeat +
 wire every 1 s, geophone at 100 Hz) and a u-blox GNSS receiver (NAV-PVT + NAV-HPPOSLLH at 2 Hz, RTK
@@ -16,11 +16,8 @@ import sys
 import threading
 import time
 import tty
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from agent.demo.harness import toml_text
 from agent.demo.run import REPO_BUNDLE, demo_config_data
@@ -29,7 +26,7 @@ from agent.sensors.gnss_sim import QualitySegment, SimConfig, Trajectory, simula
 from firmware_bridge.pty_device import PtyDevice
 from firmware_bridge.scenario import RainStep, Scenario
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 AGENT = [sys.executable, "-c", "from agent.cli import main; main()"]
 SITE_S = 600.0  # the simulators run this long (real time) at most
 
@@ -134,16 +131,6 @@ class Site:
     def stop(self) -> None:
         self.bridge.stop()
         self.gnss.stop()
-
-
-@pytest.fixture(name="site")
-def site_fixture(tmp_path: Path, mosquitto: Any) -> Iterator[Site]:
-    s = Site(tmp_path, mosquitto.host, mosquitto.port)
-    time.sleep(0.5)  # first frames on the wire
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def run_agent(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

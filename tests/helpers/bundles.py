@@ -106,7 +106,7 @@ def displacement_model(seed: int = 0, window: int = 16, steps: int = 120) -> Exp
         input_names=["window"],
         output_names=["next_disp", "exceed_prob"],
         calibration_inputs={"window": x[:128]},
-        calibration_description="SYNTHETIC windows 0..127 of the tiny test set (tests/bundle_testlib.py)",
+        calibration_description="SYNTHETIC windows 0..127 of the tiny test set (tests/helpers/bundles.py)",
         test_inputs={"window": xt},
         test_targets={"next_disp": yt, "exceed_prob": et},
         meta={
@@ -137,7 +137,7 @@ def unet_model(seed: int = 0, size: int = 32, steps: int = 60) -> ExportModel:
         input_names=["tiles"],
         output_names=["prob"],
         calibration_inputs={"tiles": x[:32]},
-        calibration_description="SYNTHETIC tiles 0..31 (tests/bundle_testlib.py)",
+        calibration_description="SYNTHETIC tiles 0..31 (tests/helpers/bundles.py)",
         test_inputs={"tiles": xt},
         test_targets={"prob": yt},
         meta={"feature_names": UNET_CHANNELS, "tile": size, "threshold": 0.5, "synthetic": True},
