@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.export_cli import unet_app
 from typer.testing import CliRunner
 
 from agent.inference.manager import ModelManager
@@ -20,7 +21,6 @@ from export.raster.tiles import open_tileset
 from export.unet.data import Brightness, augment
 from export.unet.metrics import best_threshold
 from export.unet.references import index_score
-from tests.test_unet_pipeline import _app
 
 torch.set_num_threads(1)
 IDS = ("10040", "10242", "10611")
@@ -41,7 +41,7 @@ def _subset(src: Path, dst: Path, ids: tuple[str, ...]) -> Path:
 def run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bijie")
     images = _subset(shared_data / "bijie-landslide-mini", root / "mini", IDS)
-    runner, app = CliRunner(), _app()
+    runner, app = CliRunner(), unet_app()
     r = runner.invoke(
         app,
         ["data", "import", "bijie", str(images), "--out", str(root / "T"), "--size", "64", "--tile", "32"],
@@ -87,7 +87,7 @@ def test_cv_folds_never_train_on_their_test_image_and_thresholds_come_from_train
 
 
 def test_evaluate_reports_every_model_per_fold_and_pooled(run: dict[str, Path]) -> None:
-    r = CliRunner().invoke(_app(), ["evaluate", "unet", str(run["run"]), "--json"])
+    r = CliRunner().invoke(unet_app(), ["evaluate", "unet", str(run["run"]), "--json"])
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["evaluation"] == "cross-validation" and rep["folds"] == 3 and rep["images"] == 3
@@ -102,7 +102,7 @@ def test_evaluate_reports_every_model_per_fold_and_pooled(run: dict[str, Path]) 
     assert idx["auc"] is not None and idx["auc"] > 0.7  # -GRVI ranks real scars above vegetation
     doc = json.loads((run["run"] / "run.json").read_text())
     assert doc["cv_metrics"]["index_threshold"] == idx  # train-time and from-disk evaluation agree
-    table = CliRunner().invoke(_app(), ["evaluate", "unet", str(run["run"])])
+    table = CliRunner().invoke(unet_app(), ["evaluate", "unet", str(run["run"])])
     assert table.exit_code == 0 and "3-fold CV" in table.output and "index_threshold" in table.output
 
 
@@ -110,7 +110,9 @@ def test_evaluate_images_uses_the_final_models_on_another_dir(
     run: dict[str, Path], shared_data: Path
 ) -> None:
     other = _subset(shared_data / "bijie-landslide-mini", run["root"] / "other", ("10009", "10040"))
-    r = CliRunner().invoke(_app(), ["evaluate", "unet", str(run["run"]), "--json", "--images", str(other)])
+    r = CliRunner().invoke(
+        unet_app(), ["evaluate", "unet", str(run["run"]), "--json", "--images", str(other)]
+    )
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["evaluation"] == "images" and rep["images"] == 2 and set(rep["models"]) == MODELS
@@ -144,7 +146,7 @@ def test_bundle_from_the_real_data_run_drives_the_gateway_risk_map(
     from export.bundle import build_bundle
     from export.run_loader import load_run
 
-    runner, app = CliRunner(), _app()
+    runner, app = CliRunner(), unet_app()
     tif, npz = tmp_path / "mosaic.tif", tmp_path / "site.npz"
     ids = ",".join(IDS)
     r = runner.invoke(

@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import typer
+from helpers.export_cli import unet_app
 from typer.testing import CliRunner
 
 from agent.errors import TrainingError
-from export.groups import Groups
 from export.raster.synthetic import write_scene_geotiff
 from export.raster.tiles import TileRecord, open_tileset
 from export.run_loader import load_run
-from export.unet.cli import register
 from export.unet.data import blocked_split
 from export.unet.model import HybridConvBN
 from export.unet.train import TrainConfig, train_variant
@@ -26,32 +24,11 @@ MODELS = {"enhanced", "plain", "hybrid", "random_forest", "index_threshold", "ls
 METRICS = {"dice", "iou", "precision", "recall", "auc"}
 
 
-def _app() -> typer.Typer:
-    def t(name: str) -> typer.Typer:
-        return typer.Typer(name=name, no_args_is_help=True)
-
-    app, data = t("agent-export"), t("data")
-    g = Groups(
-        app=app,
-        data_import=t("import"),
-        data_synth=t("synth"),
-        train=t("train"),
-        evaluate=t("evaluate"),
-        predict=t("predict"),
-    )
-    data.add_typer(g.data_import)
-    data.add_typer(g.data_synth)
-    for sub in (data, g.train, g.evaluate, g.predict):
-        app.add_typer(sub)
-    register(g)
-    return app
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("unet")
     runner = CliRunner()
-    app = _app()
+    app = unet_app()
     r = runner.invoke(
         app, ["data", "synth", "scenes", "--out", str(root / "data"), "--count", "16", "--seed", "3"]
     )
@@ -95,7 +72,7 @@ def test_run_dir_contents(trained: tuple[Path, Path]) -> None:
 
 def test_evaluate_json_contract(trained: tuple[Path, Path]) -> None:
     _, run = trained
-    r = CliRunner().invoke(_app(), ["evaluate", "unet", str(run), "--json"])
+    r = CliRunner().invoke(unet_app(), ["evaluate", "unet", str(run), "--json"])
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
     assert rep["test_tiles"] >= 4 and set(rep["models"]) == MODELS
@@ -107,7 +84,7 @@ def test_evaluate_json_contract(trained: tuple[Path, Path]) -> None:
             assert rep["models"][name][k] == pytest.approx(doc["test_metrics"][name][k], abs=1e-5)
     # the per-pixel random forest learns the synthetic physical rule even from a few tiles
     assert rep["models"]["random_forest"]["auc"] > 0.75
-    table = CliRunner().invoke(_app(), ["evaluate", "unet", str(run)])
+    table = CliRunner().invoke(unet_app(), ["evaluate", "unet", str(run)])
     assert table.exit_code == 0 and "random_forest" in table.stdout
 
 
@@ -140,7 +117,7 @@ def test_predict_landslide4sense_and_multi_tile_geotiff(
     write_scene_geotiff(tif, 288, seed=9)  # SYNTHETIC scene, 3x3 tiles
     out = tmp_path / "pred"
     r = CliRunner().invoke(
-        _app(),
+        unet_app(),
         [
             "predict",
             "unet",
@@ -203,9 +180,9 @@ def test_blocked_split_with_one_scene_keeps_a_buffer(tmp_path: Path) -> None:
 
 
 def test_cli_errors_are_clean(tmp_path: Path) -> None:
-    r = CliRunner().invoke(_app(), ["train", "unet", str(tmp_path), "--out", str(tmp_path / "r")])
+    r = CliRunner().invoke(unet_app(), ["train", "unet", str(tmp_path), "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "tiles.json" in r.output
-    r = CliRunner().invoke(_app(), ["evaluate", "unet", str(tmp_path), "--json"])
+    r = CliRunner().invoke(unet_app(), ["evaluate", "unet", str(tmp_path), "--json"])
     assert r.exit_code == 2 and "run.json" in r.output
 
 
@@ -217,15 +194,15 @@ def test_damaged_run_dir_gives_clean_errors(trained: tuple[Path, Path], tmp_path
     broken = tmp_path / "broken"
     shutil.copytree(run, broken)
     (broken / "enhanced.pt").unlink()
-    r = CliRunner().invoke(_app(), ["evaluate", "unet", str(broken), "--json"])
+    r = CliRunner().invoke(unet_app(), ["evaluate", "unet", str(broken), "--json"])
     assert r.exit_code == 2 and "enhanced.pt" in r.output and "retrain" in r.output
     doc = json.loads((broken / "run.json").read_text())
     doc["data_dir"] = str(tmp_path / "moved")
     (broken / "run.json").write_text(json.dumps(doc))
     shutil.copy(run / "enhanced.pt", broken / "enhanced.pt")
     r = CliRunner().invoke(
-        _app(), ["predict", "unet", str(broken), str(tmp_path / "nope.h5"), "--out", str(tmp_path / "o")]
+        unet_app(), ["predict", "unet", str(broken), str(tmp_path / "nope.h5"), "--out", str(tmp_path / "o")]
     )
     assert r.exit_code == 2 and "does not exist" in r.output
-    r = CliRunner().invoke(_app(), ["evaluate", "unet", str(broken)])
+    r = CliRunner().invoke(unet_app(), ["evaluate", "unet", str(broken)])
     assert r.exit_code == 2 and "data dir" in r.output
