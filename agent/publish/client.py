@@ -368,6 +368,8 @@ class MqttLink:
         with self._wake:
             if self._adopt_locked(stored.id, msg.msg_id, now):
                 return  # already sent by send_now: its PUBACK settles this row
+            if stored.id in self._acked_rows or any(row == stored.id for row, _ in self._inflight.values()):
+                return  # adopted by send_now's caller after this batch was read: never a second send
         marked = mark_historical(msg, now, self.settings.outbox.historical_after_s)
         if marked is not None:
             self.counters["historical"] += 1
