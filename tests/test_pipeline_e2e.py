@@ -56,6 +56,7 @@ def _config(bridge_port: str, gnss_port: str, capture_dir: Path) -> SensorsConfi
                 "reference": {"lat": REF.lat, "lon": REF.lon, "h_m": REF.h_m},
                 "gate": "rtk-fixed",
                 "epoch_rate_hz": GNSS_RATE,
+                "discipline_clock": False,  # a simulated clock: read latency x speed is no clock error
             },
             "rain": {"mm_per_tip": 0.2, "frame_period_s": 60.0, "max_gap_s": 120.0},
             "device": {"heartbeat_period_s": 10.0},

@@ -103,7 +103,11 @@ class Pipeline:
         self.store_wait_s = store_wait_s  # how long a port thread may wait for a slow (healthy) store
         self.store = store
         self.clock = clock
-        self.time = discipline if discipline is not None else ClockDiscipline(clock)
+        self.time = (
+            discipline
+            if discipline is not None
+            else ClockDiscipline(clock, enabled=cfg.gnss.discipline_clock)
+        )
         self.device_clock = DeviceClockSync(self.time)  # SET_CLOCK to the microcontroller
         self._writers: dict[str, Callable[[bytes], bool]] = {}  # live ports (none in a replay)
         auto = self.time.enabled and self.time.raw is time.time

@@ -9,5 +9,7 @@ from __future__ import annotations
 import importlib.util
 import re
 
-TOOLCHAIN_IMPORT = re.compile(r"^\s*(?:import|from)\s+(?:torch|export|helpers\.bundles|helpers\.export_cli)\b", re.M)
+TOOLCHAIN_IMPORT = re.compile(
+    r"^\s*(?:import|from)\s+(?:torch|export|helpers\.bundles|helpers\.export_cli)\b", re.M
+)
 HAS_TORCH = importlib.util.find_spec("torch") is not None
