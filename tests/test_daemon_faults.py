@@ -26,7 +26,7 @@ from agent.publish.watch import TopicWatcher
 
 pytestmark = pytest.mark.faults
 
-SCENARIO_REAL_S = 22.0  # the 55 scenario days play in this many real seconds
+SCENARIO_REAL_S = 60.0  # the 55 scenario days play in this many real seconds (an evaluation ~1 s)
 HISTORICAL_AFTER_S = 1.0
 
 
@@ -132,6 +132,11 @@ def _status(site: SubprocessSite) -> dict[str, Any]:
     return data
 
 
+# Wall-clock paced across two processes (an anchored SimClock): with evaluations taking ~1 s real at this
+# compression, a lagging evaluation can raise an alert on a background shower (seen: day 13), so the
+# one-alert assertion depends on machine load. The kill -9 guarantees (nothing lost, no unmarked
+# duplicate) run in CI through tests/test_kill_loop.py; this long form runs with `make test-slow`.
+@pytest.mark.slow
 def test_kill9_mid_storm_loses_no_alert_and_resumes_the_alert(mosquitto, tmp_path: Path) -> None:
     seed = int(os.environ.get("LEWS_KILL_SEED") or random.SystemRandom().randrange(1 << 30))
     kill_day = random.Random(seed).uniform(45.0, 53.0)  # an alert is open: storm, surge, before the trip
@@ -139,7 +144,7 @@ def test_kill9_mid_storm_loses_no_alert_and_resumes_the_alert(mosquitto, tmp_pat
     # 64 days: the devices keep running after the 55 storm days, so a late kill still has a restarted
     # daemon reading live frames (a restart takes 2-4 real s = 4-7 scenario days at this compression).
     scenario = storm(days=64.0)
-    speed = 55.0 * DAY / 30.0
+    speed = 55.0 * DAY / SCENARIO_REAL_S
     # A restart takes 2-4 real seconds: 4-7 scenario days at this compression, with no sensor data read.
     # Scale the alert validity (26 h: a level expires when nothing re-confirms it) as the demo scales its
     # freshness limits, so the ongoing alert is expected to survive the restart.

@@ -129,6 +129,9 @@ def demo_config_data(
             "riskmap_interval_s": 2 * DAY,  # and whenever the rain event changes (agent/jobs/riskmap.py)
         },
         "sensors": {
+            # at least 2 real seconds of read latency in compressed time (a wall-paced run on a loaded
+            # machine); the lockstep demo (speed 0) keeps the gateway's defaults
+            "max_sample_lag_s": max(3600.0, speed * 2.0),
             "ports": [
                 {"name": "gnss", "path": gnss_path, "kind": "gnss"},
                 {"name": "bridge", "path": bridge_path, "kind": "bridge"},

@@ -223,6 +223,15 @@ class SensorsConfig(_Section):
         default=(0.5, 30.0),
         description="First and longest wait (s) between attempts to reopen a vanished port.",
     )
+    max_sample_lag_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Samples stamped more than this before the time their bytes were read are dropped "
+        "(counted): a receiver replaying old epochs, a wrong device clock.",
+    )
+    max_sample_lead_s: float = Field(
+        default=300.0, gt=0, description="Samples stamped more than this after their read time are dropped."
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> SensorsConfig:
