@@ -153,6 +153,13 @@ def test_full_tmpfs_degrades_publishes_the_wire_within_1s_and_recovers(
         runs = daemon.evaluate_loop.runs
         assert _wait_until(lambda: daemon.evaluate_loop.runs >= runs + 20)
         assert daemon.fatal is None
+        # the long form: LEWS_FULL_DISK_HOLD_S=600 keeps the disk full that long, evaluating all along
+        hold_end = time.monotonic() + float(os.environ.get("LEWS_FULL_DISK_HOLD_S", "0"))
+        while time.monotonic() < hold_end:
+            before = daemon.evaluate_loop.runs
+            assert _wait_until(lambda b=before: daemon.evaluate_loop.runs > b, 30.0), "evaluation stopped"
+            assert daemon.fatal is None and daemon.disk.state["state"] == "full"
+            time.sleep(5.0)  # pacing of the long hold, not a synchronisation
         disk = daemon.status()["disk"]
         assert disk["state"] == "full" and "disk full" in disk["reason"], disk
         fs = disk["filesystems"][0]
