@@ -17,6 +17,7 @@ import sys
 import time
 import tty
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,10 @@ def bridge_pty() -> Iterator[tuple[int, str]]:
                 os.close(fd)
 
 
+def _reached(daemon: Daemon, runs: int) -> bool:
+    return daemon.evaluate_loop.runs >= runs
+
+
 def test_full_tmpfs_degrades_publishes_the_wire_within_1s_and_recovers(
     tiny: Path, mosquitto: Broker, bridge_pty: tuple[int, str]
 ) -> None:
@@ -156,8 +161,8 @@ def test_full_tmpfs_degrades_publishes_the_wire_within_1s_and_recovers(
         # the long form: LEWS_FULL_DISK_HOLD_S=600 keeps the disk full that long, evaluating all along
         hold_end = time.monotonic() + float(os.environ.get("LEWS_FULL_DISK_HOLD_S", "0"))
         while time.monotonic() < hold_end:
-            before = daemon.evaluate_loop.runs
-            assert _wait_until(lambda b=before: daemon.evaluate_loop.runs > b, 30.0), "evaluation stopped"
+            target = daemon.evaluate_loop.runs + 1
+            assert _wait_until(partial(_reached, daemon, target), 30.0), "evaluation stopped"
             assert daemon.fatal is None and daemon.disk.state["state"] == "full"
             time.sleep(5.0)  # pacing of the long hold, not a synchronisation
         disk = daemon.status()["disk"]
