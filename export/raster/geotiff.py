@@ -33,7 +33,8 @@ class GeoStack:
         return self.profile.get("crs") is not None
 
 
-def read_stack(path: Path, mask_path: Path | None = None) -> GeoStack:
+def _read_bands(path: Path, fix: str) -> tuple[np.ndarray, list[str], dict[str, Any], float | None]:
+    """(float32 bands, lower-case band names, rasterio profile, nodata) of a GeoTIFF."""
     import rasterio
     from rasterio.errors import RasterioIOError
 
@@ -41,10 +42,13 @@ def read_stack(path: Path, mask_path: Path | None = None) -> GeoStack:
         with rasterio.open(path) as ds:
             data = ds.read().astype(np.float32)
             names = [(d or "").strip().lower() for d in ds.descriptions]
-            profile = dict(ds.profile)
-            nodata = ds.nodata
+            return data, names, dict(ds.profile), ds.nodata
     except RasterioIOError as exc:
-        raise RasterError(f"cannot open GeoTIFF {path}: {exc}", fix="pass a readable GeoTIFF stack") from exc
+        raise RasterError(f"cannot open GeoTIFF {path}: {exc}", fix=fix) from exc
+
+
+def read_stack(path: Path, mask_path: Path | None = None) -> GeoStack:
+    data, names, profile, nodata = _read_bands(path, "pass a readable GeoTIFF stack")
     if nodata is not None:
         data = np.where(data == nodata, np.nan, data)
     if not all(names):
@@ -63,6 +67,8 @@ def read_stack(path: Path, mask_path: Path | None = None) -> GeoStack:
         )
     mask = bands.get("mask")
     if mask_path is not None:
+        import rasterio
+
         with rasterio.open(mask_path) as ms:
             mask = ms.read(1)
     if mask is not None:
@@ -80,17 +86,7 @@ def read_layers(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
     For stacks of any named channels (e.g. ``red, green, blue`` orthophotos); bands must be named.
     """
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    try:
-        with rasterio.open(path) as ds:
-            data = ds.read().astype(np.float32)
-            names = [(d or "").strip().lower() for d in ds.descriptions]
-            profile = dict(ds.profile)
-            nodata = ds.nodata
-    except RasterioIOError as exc:
-        raise RasterError(f"cannot open GeoTIFF {path}: {exc}", fix="pass a readable GeoTIFF") from exc
+    data, names, profile, nodata = _read_bands(path, "pass a readable GeoTIFF")
     if not all(names) or len(set(names)) != len(names):
         raise RasterError(
             f"{path}: bands must carry unique names (descriptions), got {names}",
