@@ -49,6 +49,11 @@ def _persistent_watcher(host: str, port: int, client_id: str) -> TopicWatcher:
     ).start()
 
 
+# Wall-clock paced (55 scenario days in 60 s): on a loaded 2-core machine the outbox did not always
+# drain within the deadline after the outage (CI on 2026-12-07), so this long form runs with
+# `make test-slow`; broker outages in CI: tests/test_kill_loop.py (broker down across kills) and
+# tests/test_mqtt_outage.py.
+@pytest.mark.slow
 def test_broker_outage_mid_storm_loses_nothing_and_marks_the_backlog_historical(
     mosquitto, tmp_path: Path
 ) -> None:

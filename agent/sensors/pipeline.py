@@ -92,8 +92,6 @@ class Pipeline:
         daily_every_s: float = 900.0,
         hourly: bool = True,
         store_wait_s: float | None = 1.0,
-        max_sample_lag_s: float | None = None,
-        max_sample_lead_s: float | None = None,
         discipline: ClockDiscipline | None = None,
         set_device_clock: bool | None = None,
     ) -> None:
@@ -103,11 +101,7 @@ class Pipeline:
         self.store_wait_s = store_wait_s  # how long a port thread may wait for a slow (healthy) store
         self.store = store
         self.clock = clock
-        self.time = (
-            discipline
-            if discipline is not None
-            else ClockDiscipline(clock, enabled=cfg.gnss.discipline_clock)
-        )
+        self.time = discipline or ClockDiscipline(clock, enabled=cfg.gnss.discipline_clock)
         self.device_clock = DeviceClockSync(self.time)  # SET_CLOCK to the microcontroller
         self._writers: dict[str, Callable[[bytes], bool]] = {}  # live ports (none in a replay)
         auto = self.time.enabled and self.time.raw is time.time
@@ -132,8 +126,7 @@ class Pipeline:
         self._dirty: dict[int, float] = {DAY_S: math.inf, HOUR_S: math.inf}  # see refresh_steps
         self._open_day_done = -math.inf  # monotonic time the open day was last computed
         # A sample must lie in [read time - lag, read time + lead]; else it is dropped and counted.
-        self.max_sample_lag_s = cfg.max_sample_lag_s if max_sample_lag_s is None else max_sample_lag_s
-        self.max_sample_lead_s = cfg.max_sample_lead_s if max_sample_lead_s is None else max_sample_lead_s
+        self.max_sample_lag_s, self.max_sample_lead_s = cfg.max_sample_lag_s, cfg.max_sample_lead_s
         self._last_read: dict[str, float] = {}
         self._time_warned = False
 
