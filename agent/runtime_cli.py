@@ -64,16 +64,17 @@ def run(
             daemon = Daemon(cfg, clock=clock, steps_every_s=3600.0)
         else:
             daemon = Daemon(cfg)
+
+        def _term(signum: int, _frame: object) -> None:
+            log.info("signal %s: stopping", signal.Signals(signum).name)
+            daemon.request_stop()
+
+        # before start(): READY=1 goes out inside it, and a stop right after READY must be clean
+        signal.signal(signal.SIGTERM, _term)
+        signal.signal(signal.SIGINT, _term)
         daemon.start()
     except LewsError as exc:
         raise _fail(exc) from exc
-
-    def _term(signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        daemon.request_stop()
-
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGINT, _term)
     while not daemon.wait(1.0):
         pass
     daemon.stop()

@@ -17,6 +17,9 @@ from agent.compat import tomllib
 REPO = Path(__file__).resolve().parent.parent
 GATEWAY = ("agent", "firmware_bridge")
 OURS = {"agent", "export", "firmware_bridge"}
+# Standard library on the newer Pythons the gateway supports, imported behind a version check
+# (agent/compat.py: tomllib on 3.11+, tomli on 3.10).
+STDLIB = set(sys.stdlib_module_names) | {"tomllib"}
 # Import name -> distribution name where they differ.
 DIST_OF = {
     "serial": "pyserial",
@@ -56,7 +59,7 @@ def gateway_imports() -> dict[str, set[str]]:
                     continue
                 for name in names:
                     top = name.split(".")[0]
-                    if top not in OURS and top not in sys.stdlib_module_names:
+                    if top not in OURS and top not in STDLIB:
                         found.setdefault(top, set()).add(str(path.relative_to(REPO)))
     return found
 
