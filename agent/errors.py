@@ -158,6 +158,10 @@ class UnknownCheckError(LewsError):
     """`agent diagnose --only/--skip` (or `diagnose.skip`) names a check that does not exist."""
 
 
+class DemoStalled(LewsError):
+    """`agent demo` in lockstep: the daemon did not take in or evaluate a step within its time limit."""
+
+
 # --- toolchain -------------------------------------------------------------------------------------
 class TrainingError(LewsError):
     """Training or evaluation cannot proceed with the given runs/data."""

@@ -27,17 +27,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from agent.demo.scenario import DAY, DemoScenario
-from agent.errors import LewsError
+from agent.errors import DemoStalled
 from agent.sensors.gnss_sim import SimEpoch, simulate
 from firmware_bridge.device_model import DeviceModel
 
 STEP_S = 900.0  # the bridge's rain-frame period and the GNSS epoch period of the demo site
 EVALUATE_EVERY = 24  # steps: one evaluation per 6 scenario hours (and at the wire trip)
 DRAIN_TIMEOUT_S = 60.0  # real seconds the daemon may take to read one step (a stuck daemon fails the demo)
-
-
-class DemoStalled(LewsError):
-    """The daemon did not take in or evaluate a step within its time limit."""
 
 
 class StepClock:
