@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import random
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 
 from firmware_bridge.cobs import cobs_decode, cobs_encode
 from firmware_bridge.codec import MAX_FRAME, FrameEncoder, decode_raw, encode_frame, encode_raw
-from firmware_bridge.crc import crc32c
+from firmware_bridge.crc import crc32c, crc32c_reference
 from firmware_bridge.errors import EncodeError, FrameError, FrameErrorKind
 from firmware_bridge.layouts import HEADER, LAYOUTS, max_payload_size
 from firmware_bridge.messages import Heartbeat, MsgType, Rain, SampleFormat, Seismic, Wire, WireState
@@ -33,10 +35,19 @@ COBS_EXAMPLES = [
 ]
 
 
-def test_crc32c_check_value_and_incremental() -> None:
-    assert crc32c(b"123456789") == 0xE3069283
-    assert crc32c(b"") == 0
-    assert crc32c(b"56789", crc32c(b"1234")) == 0xE3069283
+@pytest.mark.parametrize("fn", [crc32c, crc32c_reference])
+def test_crc32c_check_value_and_incremental(fn: Callable[..., int]) -> None:
+    assert fn(b"123456789") == 0xE3069283
+    assert fn(b"") == 0
+    assert fn(b"56789", fn(b"1234")) == 0xE3069283
+
+
+def test_crc32c_library_equals_the_table_form() -> None:
+    rng = random.Random(7)
+    for n in (1, 3, 17, 64, 255, 1000):
+        data = bytes(rng.randrange(256) for _ in range(n))
+        assert crc32c(data) == crc32c_reference(data)
+        assert crc32c(data[n // 2 :], crc32c(data[: n // 2])) == crc32c_reference(data)
 
 
 @pytest.mark.parametrize(("plain", "encoded"), COBS_EXAMPLES)
