@@ -16,8 +16,10 @@ Completeness of a step, per column, is the fraction of what the sensor should ha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -265,3 +267,14 @@ def aggregate_samples(
     lo = min(float(t[0]) for t in ts)
     hi = max(float(t[-1]) for t in ts)
     return aggregate(data, step_s, step_start(lo, step_s), step_start(hi, step_s) + step_s, expect)
+
+
+def step_rows(table: StepTable, updated: float) -> list[tuple[Any, ...]]:
+    """The ``steps`` table rows of ``table`` (step_s, start, col, value or NULL, count, completeness,
+    updated)."""
+    return [
+        (table.step_s, float(t), col, None if math.isnan(v := float(table.values[col][i])) else v,
+         int(table.counts[col][i]), float(table.completeness[col][i]), updated)
+        for col in table.values
+        for i, t in enumerate(table.times)
+    ]  # fmt: skip

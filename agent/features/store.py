@@ -29,12 +29,21 @@ from agent.features.aggregate import (
     StepTable,
     aggregate,
     align_steps,
+    step_rows,
     step_start,
     steps_from_rows,
 )
 from agent.features.samples import CHANNEL_AGGREGATES, Sample
 from agent.features.settings import StoreConfig
-from agent.features.store_db import error_class, open_reader, open_store_db, sample_rows, write_error
+from agent.features.store_db import (
+    delete_before,
+    error_class,
+    insert_rows,
+    open_reader,
+    open_store_db,
+    sample_rows,
+    write_error,
+)
 from agent.features.store_queue import WriteQueue
 
 log = logging.getLogger(__name__)
@@ -128,14 +137,25 @@ class Store:
             self.stats["accepted"] += len(good)
         return len(good)
 
+    def put_columns(self, channel: str, t: np.ndarray, value: np.ndarray) -> int:
+        """Queue one channel's samples as arrays (a replay's bulk load); non-finite rows are dropped
+        and counted as in :meth:`put`. Never waits: the caller holds every row."""
+        t, value = np.asarray(t, dtype=np.float64), np.asarray(value, dtype=np.float64)
+        if channel not in CHANNEL_AGGREGATES:
+            with self._cond:
+                self.stats["dropped.unknown_channel"] += len(t)
+            return 0
+        good = np.isfinite(t) & np.isfinite(value)
+        n = int(good.sum())
+        with self._cond:
+            self.stats["dropped.non_finite"] += len(t) - n
+            if n:
+                self._enqueue("columns", (channel, t[good], value[good]))
+                self.stats["accepted"] += n
+        return n
+
     def put_steps(self, table: StepTable) -> None:
-        now = self._clock()
-        rows = [
-            (table.step_s, float(t), col, _nan_to_none(table.values[col][i]), int(table.counts[col][i]),
-             float(table.completeness[col][i]), now)
-            for col in table.values
-            for i, t in enumerate(table.times)
-        ]  # fmt: skip
+        rows = step_rows(table, self._clock())
         with self._cond:
             self._enqueue("steps", rows)
 
@@ -226,17 +246,12 @@ class Store:
         try:
             # Deletions first: they make room for the inserts of the same transaction.
             for kind, payload in sorted(batch, key=lambda item: item[0] not in ("prune", "auto")):
-                if kind == "samples":
-                    rows = [(self._channel_id(s.channel), s.t, s.value) for s in payload]
-                    conn.executemany("INSERT INTO samples VALUES (?, ?, ?)", rows)
-                    delta["committed"] += len(rows)
-                    newest = max(newest, max(s.t for s in payload))
-                elif kind == "steps":
-                    conn.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?)", payload)
-                elif kind == "counters":
-                    conn.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?, ?, ?)", payload)
-                elif kind in ("prune", "auto"):
+                if kind in ("prune", "auto"):
                     delta["pruned"] += self._prune(conn, newest)
+                    continue
+                n, t_max = insert_rows(conn, kind, payload, self._channel_id)
+                delta["committed"] += n
+                newest = max(newest, t_max)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -252,11 +267,7 @@ class Store:
         bogus far-future timestamp cannot wipe the store.
         """
         ref = min(self._clock(), newest) if newest > -math.inf else self._clock()
-        cutoff = ref - self.cfg.retention_days * 86400.0
-        n = int(conn.execute("DELETE FROM samples WHERE t < ?", (cutoff,)).rowcount)
-        if n:
-            log.info("store: pruned %d raw samples older than %.1f days", n, self.cfg.retention_days)
-        return n
+        return delete_before(conn, ref - self.cfg.retention_days * 86400.0)
 
     def _channel_id(self, name: str) -> int:
         cid = self._channel_ids.get(name)
@@ -387,7 +398,3 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _nan_to_none(x: float) -> float | None:
-    return None if math.isnan(float(x)) else float(x)

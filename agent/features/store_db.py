@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,36 @@ def sample_rows(
         prior = "SELECT t, value FROM samples WHERE channel_id=? AND t<? ORDER BY t DESC LIMIT 1"
         rows = query(prior, (cid, start)) + rows
     return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+
+
+def insert_rows(
+    conn: sqlite3.Connection, kind: str, payload: Any, channel_id: Callable[[str], int]
+) -> tuple[int, float]:
+    """Insert one queued write (``samples``: Sample objects; ``columns``: (channel, t, value) arrays;
+    ``steps`` / ``counters``: table rows); returns (raw samples inserted, newest sample time)."""
+    if kind == "samples":
+        conn.executemany(
+            "INSERT INTO samples VALUES (?, ?, ?)", [(channel_id(s.channel), s.t, s.value) for s in payload]
+        )
+        return len(payload), max(s.t for s in payload)
+    if kind == "columns":
+        name, t, value = payload
+        rows = zip(repeat(channel_id(name)), t.tolist(), value.tolist())
+        conn.executemany("INSERT INTO samples VALUES (?, ?, ?)", rows)
+        return len(t), float(t.max())
+    if kind == "steps":
+        conn.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?)", payload)
+    elif kind == "counters":
+        conn.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?, ?, ?)", payload)
+    return 0, -math.inf
+
+
+def delete_before(conn: sqlite3.Connection, cutoff: float) -> int:
+    """Delete the raw samples older than ``cutoff`` (inside the caller's transaction); how many."""
+    n = int(conn.execute("DELETE FROM samples WHERE t < ?", (cutoff,)).rowcount)
+    if n:
+        log.info("store: pruned %d raw samples older than %s", n, cutoff)
+    return n
 
 
 def open_store_db(path: Path, cfg: StoreConfig) -> sqlite3.Connection:

@@ -16,7 +16,8 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class WriteItem:
-    """One write request: ``kind`` (samples, steps, counters, prune) and its rows."""
+    """One write request: ``kind`` (samples, columns, steps, counters, prune) and its rows; ``columns``
+    is one channel's ``(name, t, value)`` arrays (a bulk load)."""
 
     seq: int
     kind: str
@@ -24,7 +25,9 @@ class WriteItem:
 
     @property
     def samples(self) -> int:
-        return len(self.payload) if self.kind == "samples" else 0
+        if self.kind == "samples":
+            return len(self.payload)
+        return len(self.payload[1]) if self.kind == "columns" else 0
 
 
 class WriteQueue:
