@@ -54,6 +54,11 @@ class CaptureError(DataError):
     """A raw serial capture cannot be read or replayed."""
 
 
+class Unsupported(SensorError):
+    """A fast path (the columnar replay) cannot reproduce the reference path on this input; the
+    caller runs the reference path instead. The message says what it met."""
+
+
 class StoreError(LewsError):
     """The SQLite time-series store cannot be opened or written."""
 

@@ -148,7 +148,7 @@ class Store:
         good = np.isfinite(t) & np.isfinite(value)
         n = int(good.sum())
         with self._cond:
-            self.stats["dropped.non_finite"] += len(t) - n
+            self.stats.update({"dropped.non_finite": len(t) - n} if n < len(t) else {})
             if n:
                 self._enqueue("columns", (channel, t[good], value[good]))
                 self.stats["accepted"] += n

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -212,14 +212,9 @@ class Pipeline:
         """Pass samples on: subscribers first (the wire alarm waits for nothing), then the store."""
         if not samples:
             return
-        with self._lock:
-            for s in samples:
-                self.stats[f"samples.{s.channel}"] += 1
-            first = min(s.t for s in samples)
-            self.t_min = min(self.t_min, first)
-            self.t_max = max(self.t_max, max(s.t for s in samples))
-            for step_s in self._dirty:
-                self._dirty[step_s] = min(self._dirty[step_s], first)
+        self.note_samples(
+            Counter(s.channel for s in samples), min(s.t for s in samples), max(s.t for s in samples)
+        )
         for fn in self.subscribers:
             try:
                 fn(port, samples)
@@ -228,6 +223,14 @@ class Pipeline:
                 log.exception("subscriber %r failed on %d samples", fn, len(samples))
         if self.store is not None:
             self.store.put(samples, wait_s=self.store_wait_s)
+
+    def note_samples(self, per_channel: Mapping[str, int], first: float, last: float) -> None:
+        """Count samples passed on (``emit``, or the columnar replay, which writes its own)."""
+        with self._lock:
+            self.stats.update({f"samples.{ch}": n for ch, n in per_channel.items()})
+            self.t_min, self.t_max = min(self.t_min, first), max(self.t_max, last)
+            for step_s in self._dirty:
+                self._dirty[step_s] = min(self._dirty[step_s], first)
 
     def finish(self) -> None:
         """Flush what decoders still hold (end of a capture, or a clean stop)."""

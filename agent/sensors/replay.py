@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from agent.errors import CaptureError, ConfigError
+from agent.errors import CaptureError, ConfigError, Unsupported
 from agent.features.aggregate import StepTable
 from agent.features.samples import Sample
 from agent.features.store import Store
+from agent.sensors.capture import ReadStats, iter_capture
 from agent.sensors.pipeline import KIND_OF_FORMAT, Pipeline
+from agent.sensors.replay_columnar import replay_columnar
 from agent.sensors.settings import SensorsConfig, SerialPortConfig
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ class ReplayResult:
     steps: dict[int, int] = field(default_factory=dict)  # step length -> steps written
     counters: dict[str, Any] = field(default_factory=dict)  # pipeline.counters()
     truncated_tail_bytes: int = 0
+    mode: str = "records"  # "columnar": agent/sensors/replay_columnar.py; "records": one read at a time
+    columnar_refused: str | None = None  # why the columnar replay could not reproduce this capture
 
     @property
     def speed(self) -> float:
@@ -123,18 +127,30 @@ def replay(
     speed: float | None = None,
     jsonl: IO[str] | None = None,
     hourly: bool = True,
+    columnar: bool = True,
 ) -> ReplayResult:
-    """Feed a capture through the pipeline into ``store``; ``speed`` None = as fast as possible."""
-    from agent.sensors.capture import ReadStats, iter_capture
+    """Feed a capture through the pipeline into ``store``; ``speed`` None = as fast as possible.
 
+    As fast as possible into an empty store, without ``jsonl``, the columnar replay runs (the same
+    store and counters, agent/sensors/replay_columnar.py) unless it refuses the capture; else, and
+    with ``columnar=False``, every read goes through ``Pipeline.ingest`` in time order."""
     if speed is not None and not speed > 0:
         raise ConfigError(f"replay speed {speed} must be > 0", fix="use --speed max or a positive factor")
+    refused = None
+    if columnar and speed is None and jsonl is None:
+        try:
+            done = replay_columnar(capture_dir, replay_config(cfg, capture_dir), store, hourly=hourly)
+        except Unsupported as exc:
+            refused = str(exc)
+            log.info("columnar replay not possible (%s): replaying read by read", exc)
+        else:
+            return _result(done)
     # Replay waits for the store instead of dropping: it is never behind a live port.
     pipeline = Pipeline(replay_config(cfg, capture_dir), store, hourly=hourly, store_wait_s=None)
     writer = JsonlWriter(jsonl) if jsonl is not None else None
     if writer is not None:
         pipeline.subscribe(writer.samples)
-    result = ReplayResult()
+    result = ReplayResult(columnar_refused=refused)
     stats = ReadStats()
     wall0 = time.monotonic()
     t_first: float | None = None
@@ -154,14 +170,31 @@ def replay(
     tables = pipeline.refresh_steps(final=True)
     result.wall_s = time.monotonic() - wall0
     result.capture_s = max(0.0, t_last - t_first) if t_first is not None else 0.0
-    result.truncated_tail_bytes = stats.truncated_tail
     for table in tables:
         result.steps[table.step_s] = len(table)
         if writer is not None:
             writer.steps(table)
     result.counters = pipeline.counters()
+    return _finish_result(result, stats)
+
+
+def _finish_result(result: ReplayResult, stats: ReadStats) -> ReplayResult:
+    result.truncated_tail_bytes = stats.truncated_tail
     result.counters["capture"] = {"truncated_tail_bytes": stats.truncated_tail, "records": stats.records}
     for key, n in result.counters["pipeline"].items():
         if key.startswith("samples."):
             result.samples[key.removeprefix("samples.")] = n
     return result
+
+
+def _result(done: dict[str, Any]) -> ReplayResult:
+    result = ReplayResult(
+        records=done["records"],
+        bytes=done["bytes"],
+        capture_s=done["capture_s"],
+        wall_s=done["wall_s"],
+        steps={table.step_s: len(table) for table in done["tables"]},
+        counters=done["counters"],
+        mode="columnar",
+    )
+    return _finish_result(result, done["stats"])

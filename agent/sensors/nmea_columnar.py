@@ -1,0 +1,100 @@
+"""The GGA and RMC fields the epoch assembler reads, for every such line of a stream at once.
+
+Each line must have the plain form :mod:`agent.sensors.gnss_fast` decodes (one regular expression per
+sentence, the same field forms; the talker is checked against ``TALKERS`` by the caller, on the
+distinct headers); then the live path gets the same values from it. A line that does not
+match raises :class:`Unsupported` (the live path would hand it to pynmeagps).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from agent.errors import Unsupported
+from agent.sensors.gnss_fast import _TALKERS
+
+TALKERS = frozenset(t for t in _TALKERS if len(t) == 2 and not t.startswith("P"))  # gnss_fast._split
+_TIME = rb"(\d{6}(?:\.\d{1,6})?)"
+_ANY = rb"[^,*\r\n]*"
+_POS = rb"(?:\d{4,5}\.\d+)?"
+_INT = rb"\d*"
+_DEC = rb"(?:-?\d+(?:\.\d*)?)?"
+_END = rb"\*[0-9A-Fa-f]{2}\r?\n"
+GGA_LINE = re.compile(
+    rb"\$[A-Z0-9]{2}GGA," + _TIME + rb"," + rb",".join(
+        (_POS, _ANY, _POS, _ANY, _INT, _INT, _DEC, _DEC, _ANY, _DEC, _ANY, _ANY, _ANY)
+    ) + _END
+)  # fmt: skip
+RMC_LINE = re.compile(
+    rb"\$[A-Z0-9]{2}RMC," + _TIME + rb",(" + _ANY + rb")," + rb",".join([_ANY] * 6)
+    + rb",(\d{6})," + _ANY + rb"," + _ANY + rb"," + _ANY + rb"(?:," + _ANY + rb")?" + _END
+)  # fmt: skip
+US_PER_DAY = 86_400_000_000
+_MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _match_all(pattern: re.Pattern[bytes], text: bytes, lines: int) -> list[tuple[bytes, ...]]:
+    """The groups of ``pattern`` in ``text`` (the stream's NMEA lines joined, with ``$`` only at line
+    starts); Unsupported unless it matches ``lines`` times (the count of lines of its sentence type).
+    A match starts at a ``$`` and cannot leave its line (no field holds a line feed), so that count
+    means every line of the type is in the plain form."""
+    found = pattern.findall(text)
+    if len(found) != lines:
+        raise Unsupported(f"{lines - len(found)} of {lines} lines not in the plain form")
+    return [g if isinstance(g, tuple) else (g,) for g in found]
+
+
+def time_of_day_us(texts: list[bytes]) -> np.ndarray:
+    """``hhmmss[.f]`` -> microseconds of the day, as ``gnss_fast._time`` (fraction padded to 6)."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    arr = np.array(texts, dtype="S13")
+    c = arr.view(np.uint8).reshape(len(texts), 13).astype(np.int64) - 48
+    hh, mm, ss = c[:, 0] * 10 + c[:, 1], c[:, 2] * 10 + c[:, 3], c[:, 4] * 10 + c[:, 5]
+    if np.any(hh > 23) or np.any(mm > 59) or np.any(ss > 59):
+        raise Unsupported("an NMEA time of day out of range")
+    frac = np.zeros(len(texts), dtype=np.int64)
+    for j in range(6):
+        digit = c[:, 7 + j]
+        frac = frac * 10 + np.where((digit >= 0) & (digit <= 9), digit, 0)
+    return ((hh * 60 + mm) * 60 + ss) * 1_000_000 + frac
+
+
+def days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), vectorised."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def valid_date(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+    mdays = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(m - 1, 0, 11)] + (
+        leap & (m == 2)
+    )
+    return (m >= 1) & (m <= 12) & (d >= 1) & (d <= mdays)
+
+
+def gga_times(text: bytes, lines: int) -> np.ndarray:
+    """Time of day (us) of each of the ``lines`` GGA lines in ``text``, in order."""
+    return time_of_day_us([g[0] for g in _match_all(GGA_LINE, text, lines)])
+
+
+def rmc_fields(text: bytes, lines: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(day number since 1970, time of day in us, status is 'A') of each RMC line in ``text``."""
+    groups = _match_all(RMC_LINE, text, lines)
+    tod = time_of_day_us([g[0] for g in groups])
+    status = np.array([g[1] == b"A" for g in groups], dtype=bool)
+    if not groups:
+        return np.zeros(0, dtype=np.int64), tod, status
+    c = np.array([g[2] for g in groups], dtype="S6").view(np.uint8).reshape(-1, 6).astype(np.int64) - 48
+    d, m, y = c[:, 0] * 10 + c[:, 1], c[:, 2] * 10 + c[:, 3], c[:, 4] * 10 + c[:, 5]
+    y = np.where(y < 69, 2000 + y, 1900 + y)  # strptime's %y pivot, as gnss_fast._date
+    if not np.all(valid_date(y, m, d)):
+        raise Unsupported("an RMC date that is not a date")
+    return days_from_civil(y, m, d), tod, status
