@@ -4,12 +4,11 @@ Run: ``.venv/bin/python bench/bench_ingest.py [--seconds 300] [--json OUT]``.
 
 1. Store: samples/s through ``Store.put`` + commit by the writer thread (batches of 50 like a port
    read, and of 2000), in WAL mode with synchronous NORMAL and FULL.
-2. Replay: a SYNTHETIC capture of ``--seconds`` of a site with a 100 Hz geophone (blocks of 50) on the
-   bridge and a 10 Hz u-blox receiver (NAV-PVT + NAV-HPPOSLLH + NMEA GGA/RMC) is replayed through the
-   real pipeline into a fresh store (decoders in the main thread, the store writer in its own thread).
-   CPU per real-time second = (user + system CPU of the process, ``resource.getrusage``) / capture
-   seconds: the share of one core the live agent spends on ingestion at these rates.
-   Threads: 2 (main: decode + aggregate; store-writer: SQLite). The CPU count is printed.
+2. Replay: a SYNTHETIC capture of ``--seconds`` (default 1800, the issue's 30 minutes) of a site with
+   a 100 Hz geophone (blocks of 50) on the bridge and a 10 Hz u-blox receiver (NAV-PVT + NAV-HPPOSLLH +
+   NMEA GGA/RMC) is replayed into a fresh store, the process pinned to one core (decoders in the main
+   thread, the store writer in its own thread, both on that core): the columnar replay (best of 3),
+   then the record-by-record replay and the same with the library parsers, in the same run.
 3. Live: the bridge and GNSS simulators run in a child process on ptys in real time (100 Hz geophone,
    10 Hz GNSS); the pipeline reads them through pyserial. CPU of the agent process per real-time second
    over ``--live-seconds`` (threads: main, one per port, store writer, step refresher).
@@ -106,7 +105,17 @@ def make_capture(directory: Path, seconds: float) -> dict[str, Any]:
     return {"bridge_writes": frames, "gnss_epochs": gnss_epochs}
 
 
+def _one_replay(cap: Path, store_path: Path, sensors: SensorsConfig, *, columnar: bool) -> Any:
+    with Store(StoreConfig.model_validate({"path": store_path})) as store:
+        cpu0 = _cpu()
+        result = replay(cap, sensors, store, columnar=columnar)
+        return result, _cpu() - cpu0
+
+
 def bench_replay(tmp: Path, seconds: float) -> dict[str, Any]:
+    """``agent replay`` as fast as possible into a new store, pinned to ONE core (decoders and the
+    store writer share it): the columnar replay (the default), then in the same run the record by
+    record replay (its reference) with the fixed-offset decoders and with pyubx2/pynmeagps parsing."""
     cap = tmp / "capture"
     made = make_capture(cap, seconds)
     sensors = SensorsConfig.model_validate(
@@ -119,37 +128,43 @@ def bench_replay(tmp: Path, seconds: float) -> dict[str, Any]:
             "seismic": {"pgv_window_s": 1.0},
         }
     )
-    with Store(StoreConfig.model_validate({"path": tmp / "replay.sqlite"})) as store:
-        cpu0 = _cpu()
-        result = replay(cap, sensors, store)
-        cpu = _cpu() - cpu0
-    # the same capture with pyubx2 / pynmeagps parsing every message (the fast decoders off), right
-    # after: the ratio of the two holds on a shared machine
-    import agent.sensors.gnss_frames as frames_mod
-
-    fast_types = frames_mod.FAST_TYPES
-    frames_mod.FAST_TYPES = frozenset()
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(cpus)})
     try:
-        with Store(StoreConfig.model_validate({"path": tmp / "replay_ref.sqlite"})) as store:
-            ref = replay(cap, sensors, store)
+        runs = [_one_replay(cap, tmp / f"columnar{i}.sqlite", sensors, columnar=True) for i in range(3)]
+        result, cpu = min(runs, key=lambda rc: rc[0].wall_s)  # best of 3: the machine's noise is one-sided
+        records, _ = _one_replay(cap, tmp / "records.sqlite", sensors, columnar=False)
+        import agent.sensors.gnss_frames as frames_mod
+
+        fast_types = frames_mod.FAST_TYPES
+        frames_mod.FAST_TYPES = frozenset()
+        try:
+            libs, _ = _one_replay(cap, tmp / "libraries.sqlite", sensors, columnar=False)
+        finally:
+            frames_mod.FAST_TYPES = fast_types
     finally:
-        frames_mod.FAST_TYPES = fast_types
+        os.sched_setaffinity(0, cpus)
     gnss = result.counters["decoders"]["gnss0"]
     bridge = result.counters["decoders"]["bridge0"]["frames"]
     return {
         **made,
+        "mode": result.mode,
+        "columnar_refused": result.columnar_refused,
         "capture_s": round(result.capture_s, 1),
-        "wall_s": round(result.wall_s, 2),
+        "wall_s": round(result.wall_s, 3),
+        "wall_s_runs": [round(r.wall_s, 3) for r, _ in runs],
         "speed_x_real_time": round(result.speed, 1),
-        "speed_x_real_time_library_parsers": round(ref.speed, 1),
-        "fast_decoders_speedup": round(result.speed / ref.speed, 2),
-        "cpu_s": round(cpu, 2),
-        "cpu_per_real_time_s": round(cpu / result.capture_s, 4),
+        "speed_x_real_time_records": round(records.speed, 1),
+        "speed_x_real_time_library_parsers": round(libs.speed, 1),
+        "columnar_vs_records": round(result.speed / records.speed, 2),
+        "cpu_s": round(cpu, 3),
+        "cpu_per_real_time_s": round(cpu / result.capture_s, 6),
         "gnss_frames": gnss["frames"],
         "bridge_frames": bridge["frames_ok"],
         "samples": sum(result.samples.values()),
         "samples_per_channel": dict(result.samples),
         "drops": result.drops(),
+        "cores": 1,
         "threads_during_replay": 2,
         "load": load(),
     }
@@ -233,7 +248,7 @@ def bench_live(tmp: Path, seconds: float) -> dict[str, Any]:
 
 @app.command()
 def main(
-    seconds: float = typer.Option(300.0, help="Length of the synthetic capture (s of site time)."),
+    seconds: float = typer.Option(1800.0, help="Length of the synthetic capture (s of site time)."),
     store_samples: int = typer.Option(200_000, help="Samples for the store benchmark."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
     live_seconds: float = typer.Option(30.0, help="Real-time live measurement on ptys (0: skip)."),
@@ -256,9 +271,9 @@ def main(
         )
     r = results["replay"]
     typer.echo(
-        f"replay {r['capture_s']} s of 100 Hz seismic + 10 Hz GNSS in {r['wall_s']} s: "
-        f"{r['speed_x_real_time']} x real time; CPU {r['cpu_per_real_time_s']} s per real-time s "
-        f"({r['threads_during_replay']} threads, {results['cpus']} CPUs); drops {r['drops'] or 'none'}"
+        f"replay {r['capture_s']} s of 100 Hz seismic + 10 Hz GNSS in {r['wall_s']} s ({r['mode']}, one "
+        f"core): {r['speed_x_real_time']} x real time; record by record {r['speed_x_real_time_records']} x; "
+        f"drops {r['drops'] or 'none'}"
     )
     if "live" in results:
         lv = results["live"]

@@ -102,7 +102,7 @@ def plan(quick: bool, work: Path) -> dict[str, tuple[list[str], float]]:
             [
                 "bench/bench_ingest.py",
                 "--seconds",
-                "120" if q else "600",
+                "1800",  # the 30-minute capture, in both forms
                 "--live-seconds",
                 "0" if q else "20",
                 "--store-samples",
@@ -173,7 +173,10 @@ def headline(res: dict[str, Any]) -> dict[str, Any]:
         },
         "replay": {
             "x_realtime": _get(ing, "replay", "speed_x_real_time"),
+            "mode": _get(ing, "replay", "mode"),
+            "x_realtime_record_by_record": _get(ing, "replay", "speed_x_real_time_records"),
             "capture_s": _get(ing, "replay", "capture_s"),
+            "cores": _get(ing, "replay", "cores"),
             "load": _get(ing, "replay", "load"),
         },
         "unet": {
