@@ -101,6 +101,8 @@ def assert_same_replay(a: ReplayResult, b: ReplayResult, store_a: Path, store_b:
         if ra[3] is not None:
             assert math.isclose(ra[3], rb[3], rel_tol=1e-9, abs_tol=1e-15), (ra, rb)
     assert _rows(store_a, COUNTERS) == _rows(store_b, COUNTERS)
+    types = "SELECT typeof(channel_id), typeof(t), typeof(value), count(*) FROM samples GROUP BY 1, 2, 3"
+    assert _rows(store_a, types) == _rows(store_b, types)
     assert (a.records, a.bytes, a.capture_s, a.samples, a.steps) == (
         b.records,
         b.bytes,
