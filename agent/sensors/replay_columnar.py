@@ -2,12 +2,12 @@
 
 The same store, steps and counters as the record-by-record replay (agent/sensors/replay.py), which
 stays the reference: GNSS ports are decoded as arrays (agent/sensors/gnss_columnar.py), bridge ports
-through the live frame decoder and device state with the seismic processor fed runs of blocks
-(agent/sensors/seismic_batch.py), every sample checked against the time of the read that emitted it
-as live, each channel written in one queued write (``Store.put_columns``), then the steps recomputed
-by the pipeline's own final refresh. Where the result could differ from the reference (the clock
-correction would ever apply, a stream the array decoders do not cover, a store that is not empty)
-:class:`Unsupported` is raised before anything is written, and the caller replays record by record.
+too (SEISMIC frames as columns, the seismic processor fed runs of blocks: bridge_columnar.py), every
+sample checked against the time of the read that emitted it as live, each channel written in one
+queued write (``Store.put_columns``), then the steps computed as the pipeline's final refresh does.
+Where the result could differ from the reference (the clock correction would ever apply, a stream the
+array decoders do not cover, a store that is not empty) :class:`Unsupported` is raised before
+anything is written, and the caller replays record by record.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from agent.errors import CaptureError, Unsupported
 from agent.features.aggregate import DAY_S, HOUR_S, StepTable, aggregate, step_start
 from agent.features.samples import CHANNEL_AGGREGATES, Sample
 from agent.features.store import Store
+from agent.sensors.bridge_columnar import replay_bridge_port
 from agent.sensors.capture import MAGIC, MAX_RECORD, RECORD, ReadStats, read_index
 from agent.sensors.clock import MAX_CORRECTION_S, MIN_PLAUSIBLE_UTC
 from agent.sensors.decoders import GnssDecoder
 from agent.sensors.gnss_columnar import GnssColumns, decode_gnss
 from agent.sensors.pipeline import STATE_SCOPE, Pipeline
-from agent.sensors.seismic_batch import BatchedBridgeDecoder
 from agent.sensors.settings import SensorsConfig
 
 log = logging.getLogger(__name__)
@@ -139,26 +139,6 @@ def _gnss_port(pipeline: Pipeline, port: str, rec: PortRecords) -> dict[str, tup
     return out
 
 
-def _bridge_port(pipeline: Pipeline, port: str, rec: PortRecords) -> BatchedBridgeDecoder:
-    decoder = BatchedBridgeDecoder(pipeline.cfg, port)
-    pipeline.decoders[port] = decoder
-
-    def pass_on_flushed() -> None:
-        flushed = decoder.take_flushed()
-        if decoder.refused is not None:
-            raise Unsupported(decoder.refused)
-        if flushed:
-            pipeline.stats["clock.stamped_system"] += len(flushed)
-            pipeline.emit(port, flushed)
-
-    for t, data in zip(rec.t.tolist(), rec.parts, strict=True):
-        pipeline.ingest(port, t, data)
-        pass_on_flushed()
-    decoder.flush()
-    pass_on_flushed()
-    return decoder
-
-
 def _final_steps(
     pipeline: Pipeline, store: Store, arrays: dict[str, tuple[np.ndarray, np.ndarray]]
 ) -> list[StepTable]:
@@ -217,13 +197,12 @@ def replay_columnar(capture_dir: Path, cfg: SensorsConfig, store: Store, *, hour
         if kinds.get(name) == "gnss" and rec.parts:
             for ch, (t, v) in _gnss_port(pipeline, name, rec).items():
                 arrays[ch] = (t, v)
-    bridges = [_bridge_port(pipeline, n, rec) for n, rec in records.items() if kinds.get(n) == "bridge"]
+    for name, rec in records.items():
+        if kinds.get(name) == "bridge":
+            replay_bridge_port(pipeline, name, rec.t, b"".join(rec.parts), rec.ends)
     pipeline.finish()
-    refused = [d.refused for d in bridges if d.refused is not None]
-    if refused or any(
-        pipeline.stats[k] for k in ("drops.decoder_exception_bytes", "drops.subscriber_exception")
-    ):
-        raise Unsupported(refused[0] if refused else "a decoder or subscriber raised (see the log)")
+    if any(pipeline.stats[k] for k in ("drops.subscriber_exception", "drops.decoder_exception_finish")):
+        raise Unsupported("a decoder or subscriber raised (see the log)")
     for ch, ts in collect.t.items():
         if ch in arrays:
             raise Unsupported(f"channel {ch} from two kinds of port")
