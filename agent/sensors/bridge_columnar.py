@@ -63,7 +63,7 @@ def _seismic_clock(dev: BridgeDevice, f: BridgeFrames, t: np.ndarray) -> np.ndar
     c.seismic_gaps += int(np.count_nonzero(ahead > 0))
     c.seismic_missing_samples += int(ahead.sum())
     c.seismic_reanchors += reanchors
-    for fmt, counts in zip(s["sample_format"].tolist(), f.seis_counts, strict=True):
+    for fmt, counts in f.seis_groups:
         full = FULL_SCALE[SampleFormat(fmt)]
         c.seismic_clipped_samples += int(np.count_nonzero((counts >= full) | (counts <= -full - 1)))
     return t0

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from agent.errors import Unsupported
 from firmware_bridge.codec import MAX_ENCODED, MIN_FRAME, decode_block
@@ -45,7 +46,8 @@ class BridgeFrames:
     seismic: np.ndarray
     frames: list[Frame | None]
     seis: np.ndarray  # SEISMIC_FIXED rows
-    seis_counts: list[np.ndarray]  # int32 samples per SEISMIC frame
+    seis_counts: list[np.ndarray]  # int32 samples per SEISMIC frame (rows of ``seis_groups``)
+    seis_groups: list[tuple[int, np.ndarray]]  # (sample format, int32 samples of blocks alike)
     counters: ReaderCounters = field(default_factory=ReaderCounters)
 
 
@@ -55,27 +57,23 @@ def cobs_decode_all(
     """COBS-decode the blocks ``b[bs[i]:be[i]]`` at once: (decoded bytes joined, each block's start in
     them, block is well formed). Each code byte after a block's first becomes 0x00 (or vanishes after
     a 0xFF code); the first vanishes (firmware_bridge/cobs.py, one step per code byte)."""
-    keep = np.ones(len(b), dtype=bool)
-    value = b.copy()
-    pos, prev_ff = bs.copy(), np.zeros(len(bs), dtype=bool)
     ok = np.ones(len(bs), dtype=bool)
-    active = np.flatnonzero(pos < be)
-    first = True
-    while len(active):
-        p = pos[active]
-        if first:
-            keep[p] = False
-        else:
-            ff = prev_ff[active]
-            keep[p[ff]] = False
-            value[p[~ff]] = 0
-        code = b[p].astype(np.int64)
-        prev_ff[active] = code == 0xFF
-        pos[active] = p + code
-        over = pos[active] > be[active]
-        ok[active[over]] = False
-        active = active[pos[active] < be[active]]
-        first = False
+    pos, end, ids = bs.copy(), be.copy(), np.arange(len(bs))
+    ff = np.zeros(len(bs), dtype=bool)  # the code before was 0xFF (implies no zero)
+    removed, zeroed = [bs], []
+    while len(pos):  # one step per code byte, every block at once
+        code = b[pos].astype(np.int64)
+        nxt = pos + code
+        ok[ids[nxt > end]] = False
+        more = nxt < end
+        pos, end, ids, ff = nxt[more], end[more], ids[more], (code == 0xFF)[more]
+        removed.append(pos[ff])
+        zeroed.append(pos[~ff])
+    keep = np.ones(len(b), dtype=bool)
+    keep[np.concatenate(removed)] = False
+    value = b.copy()
+    if zeroed:
+        value[np.concatenate(zeroed)] = 0
     inside = np.zeros(len(b) + 1, dtype=np.int64)
     np.add.at(inside, bs, 1)
     np.add.at(inside, be, -1)
@@ -134,13 +132,7 @@ def deframe(data: bytes, rec_end: np.ndarray) -> BridgeFrames:
         accepted.append(i)
     acc = np.asarray(accepted, dtype=np.int64)
     seis_rows = fixed[fast_c]
-    counts = []
-    for k, i in enumerate(cand[fast_c].tolist()):
-        lo = int(dstart[i]) + HEAD + SEISMIC_FIXED.itemsize
-        elem = ELEMENT[int(seis_rows["sample_format"][k])]
-        counts.append(
-            np.frombuffer(dec[lo : lo + int(seis_rows["n"][k]) * elem.itemsize], elem).astype(np.int32)
-        )
+    counts, groups = _samples(dec, dstart[cand[fast_c]] + HEAD + SEISMIC_FIXED.itemsize, seis_rows)
     seq = _u16(dec, np.minimum(dstart[acc] + 2, max(len(dec) - 2, 0)))
     boot = boot_all[acc]
     _sequence(c, boot, seq)
@@ -153,7 +145,29 @@ def deframe(data: bytes, rec_end: np.ndarray) -> BridgeFrames:
             by_type[f.msg_type.name] += 1
     c.by_type = Counter({k: v for k, v in by_type.items() if v})
     record = np.searchsorted(rec_end, be[acc] + 1, side="left")  # the read holding the closing 0x00
-    return BridgeFrames(record, boot, is_fast[acc], frames, seis_rows, counts, c)
+    return BridgeFrames(record, boot, is_fast[acc], frames, seis_rows, counts, groups, c)
+
+
+def _samples(
+    dec: np.ndarray, at: np.ndarray, rows: np.ndarray
+) -> tuple[list[np.ndarray], list[tuple[int, np.ndarray]]]:
+    """The int32 samples of each SEISMIC frame (at ``at`` in ``dec``), read group by group of frames
+    with the same format and count (one gather each)."""
+    out: list[np.ndarray] = [np.zeros(0, dtype=np.int32)] * len(at)
+    groups = []
+    key = rows["sample_format"].astype(np.int64) * 65536 + rows["n"]
+    for k in np.unique(key).tolist():
+        fmt, n = divmod(k, 65536)
+        same = np.flatnonzero(key == k)
+        elem = ELEMENT[fmt]
+        raw = (
+            sliding_window_view(dec, n * elem.itemsize)[at[same]] if n else np.zeros((len(same), 0), np.uint8)
+        )
+        block = np.ascontiguousarray(raw).view(elem).astype(np.int32)
+        groups.append((fmt, block))
+        for j, row in zip(same.tolist(), block, strict=True):
+            out[j] = row
+    return out, groups
 
 
 def _rows(dec: np.ndarray, at: np.ndarray, dtype: np.dtype[np.void]) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from agent.errors import Unsupported
 from agent.sensors.gnss_frames import DEFAULT_MAX_NMEA_LEN, DEFAULT_MAX_UBX_PAYLOAD, UBX_OVERHEAD
@@ -90,41 +91,54 @@ def frame_stream(data: bytes) -> FrameArrays:
         return FrameArrays(b, empty, empty, empty)
     u = np.flatnonzero((b[:-1] == 0xB5) & (b[1:] == 0x62))
     u = u[u + 6 <= n]
-    ulen = b[u + 4].astype(np.int64) | (b[u + 5].astype(np.int64) << 8)
+    uend = u + UBX_OVERHEAD + (b[u + 4].astype(np.int64) | (b[u + 5].astype(np.int64) << 8))
+    good = (uend <= n) & (uend - u - UBX_OVERHEAD <= DEFAULT_MAX_UBX_PAYLOAD)
+    good[good] = _ubx_checksum_ok(b, u[good], uend[good])
     dollar = np.flatnonzero(b == 0x24)
     lf = np.flatnonzero(b == 0x0A)
     k = np.searchsorted(lf, dollar)
     dend = np.where(k < len(lf), lf[np.minimum(k, max(len(lf) - 1, 0))] + 1 if len(lf) else n + 1, n + 1)
-    start = np.concatenate((u, dollar)).astype(np.int64)
-    end = np.concatenate((u + UBX_OVERHEAD + ulen, dend)).astype(np.int64)
-    kind = np.concatenate((np.full(len(u), UBX), np.full(len(dollar), NMEA)))
+    # Most false '$' lie inside UBX payloads: drop those inside a checksum-valid UBX frame. If what
+    # is left tiles the stream, it is the chain the live framer walks (each frame ends where the
+    # next starts); else every candidate goes into the walk.
+    gs, ge = u[good], uend[good]
+    inside = np.searchsorted(gs, dollar, side="right") - 1
+    covered = (inside >= 0) & (dollar < ge[np.maximum(inside, 0)]) if len(gs) else np.zeros(len(dollar), bool)
+    start = np.concatenate((gs, dollar[~covered])).astype(np.int64)
+    end = np.concatenate((ge, dend[~covered])).astype(np.int64)
+    kind = np.concatenate((np.full(len(gs), UBX), np.full(int((~covered).sum()), NMEA)))
     order = np.argsort(start, kind="stable")
     start, end, kind = start[order], end[order], kind[order]
-    idx = _chain(start, end, n)
-    frames = FrameArrays(b, start[idx], end[idx], kind[idx])
-    _check_ubx(frames)
+    if not (len(start) and start[0] == 0 and int(end[-1]) == n and np.array_equal(start[1:], end[:-1])):
+        start = np.concatenate((u, dollar)).astype(np.int64)
+        end = np.concatenate((uend, dend)).astype(np.int64)
+        kind = np.concatenate((np.full(len(u), UBX), np.full(len(dollar), NMEA)))
+        order = np.argsort(start, kind="stable")
+        start, end, kind = start[order], end[order], kind[order]
+        idx = _chain(start, end, n)
+        start, end, kind = start[idx], end[idx], kind[idx]
+        sel = kind == UBX
+        limit = end[sel] - start[sel] - UBX_OVERHEAD <= DEFAULT_MAX_UBX_PAYLOAD
+        if not (np.all(limit) and np.all(_ubx_checksum_ok(b, start[sel], end[sel]))):
+            raise Unsupported("a UBX frame over the payload limit or with a bad checksum")
+    frames = FrameArrays(b, start, end, kind)
     _check_nmea(frames)
     return frames
 
 
-def _check_ubx(f: FrameArrays) -> None:
-    """Length limit and the 8-bit Fletcher checksum over class .. payload, for every UBX frame."""
-    sel = f.kind == UBX
-    s, e = f.start[sel], f.end[sel]
-    if np.any(e - s - UBX_OVERHEAD > DEFAULT_MAX_UBX_PAYLOAD):
-        raise Unsupported("a UBX frame over the payload limit")
-    b = f.buf
-    for length in np.unique(e - s):
-        same = e - s == length
-        body = b[s[same, None] + 2 + np.arange(int(length) - 4)]
-        ck_a = body.sum(axis=1, dtype=np.uint32) & 0xFF
-        # B = sum((L - i) * body[i]) as a matrix product: exact in float32 while below 2**24
-        weights = np.arange(int(length) - 4, 0, -1, dtype=np.float64)
-        exact32 = 255 * float(weights.sum()) < 2**24
-        ftype = np.float32 if exact32 else np.float64
-        ck_b = (body.astype(ftype) @ weights.astype(ftype)).astype(np.int64) & 0xFF
-        if not (np.array_equal(ck_a, b[e[same] - 2]) and np.array_equal(ck_b, b[e[same] - 1])):
-            raise Unsupported("a UBX checksum fails")
+def _ubx_checksum_ok(b: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """The 8-bit Fletcher checksum over class .. payload of each UBX frame ``b[s:e]``."""
+    ok = np.zeros(len(s), dtype=bool)
+    for length in np.unique(e - s).tolist():
+        same = np.flatnonzero(e - s == length)
+        body = sliding_window_view(b, length)[s[same]][:, 2:-2]
+        # A = sum(body[i]), B = sum((L - i) * body[i]): one matrix product, exact in float32 below 2**24
+        weights = np.stack((np.ones(length - 4), np.arange(length - 4, 0, -1)), axis=1)
+        ftype = np.float32 if 255 * float(weights[:, 1].sum()) < 2**24 else np.float64
+        ck = (body.astype(ftype) @ weights.astype(ftype)).astype(np.int64) & 0xFF
+        ck_a, ck_b = ck[:, 0], ck[:, 1]
+        ok[same] = (ck_a == b[s[same] + length - 2]) & (ck_b == b[s[same] + length - 1])
+    return ok
 
 
 def _check_nmea(f: FrameArrays) -> None:
