@@ -20,6 +20,7 @@ from pyubx2 import UBXReader
 from agent.errors import Unsupported
 from agent.features.settings import StoreConfig
 from agent.features.store import Store
+from agent.sensors import replay_columnar
 from agent.sensors.capture import CaptureWriter
 from agent.sensors.gnss import GnssConfig, Reference, to_enu_mm
 from agent.sensors.gnss_columnar import decode_gnss
@@ -167,6 +168,15 @@ def test_what_the_columnar_replay_cannot_reproduce_goes_read_by_read(tmp_path: P
     # a store that already holds samples: the columnar replay writes new stores only
     again = _replay(tmp_path / "cap", tmp_path / "a.sqlite", wrong_clock, columnar=True)
     assert again.mode == "records" and "not empty" in str(again.columnar_refused)
+
+
+def test_a_capture_too_large_to_hold_is_replayed_read_by_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _capture(tmp_path / "cap", 30.0, {}, (0.0, 0.0))
+    monkeypatch.setattr(replay_columnar, "MAX_CAPTURE_BYTES", 10_000)
+    fast = _replay(tmp_path / "cap", tmp_path / "a.sqlite", SENSORS, columnar=True)
+    assert fast.mode == "records" and "held in memory" in str(fast.columnar_refused)
 
 
 def test_a_capture_stamped_by_a_wrong_clock_is_replayed_read_by_read(tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ from agent.sensors.pipeline import STATE_SCOPE, Pipeline
 from agent.sensors.settings import SensorsConfig
 
 log = logging.getLogger(__name__)
+# The capture is held in memory with its arrays: about 10 x its size (measured: +64 MiB for a 6.6 MB,
+# +241 MiB for a 26.5 MB capture). Larger captures replay record by record.
+MAX_CAPTURE_BYTES = 128_000_000
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,11 @@ def replay_columnar(capture_dir: Path, cfg: SensorsConfig, store: Store, *, hour
     wall0 = time.monotonic()
     stats = ReadStats()
     index = read_index(capture_dir)
+    size = sum((Path(capture_dir) / e.file).stat().st_size for e in index.ports.values())
+    if size > MAX_CAPTURE_BYTES:
+        raise Unsupported(
+            f"a capture of {size / 1e6:.0f} MB (held in memory: at most {MAX_CAPTURE_BYTES / 1e6:.0f} MB)"
+        )
     records = {
         name: read_records(Path(capture_dir) / e.file, stats) for name, e in sorted(index.ports.items())
     }
