@@ -75,13 +75,17 @@ def summary(result: ReplayResult, store_path: Path | None) -> dict[str, Any]:
         "capture_s": round(result.capture_s, 3),
         "wall_s": round(result.wall_s, 3),
         "speed_x_real_time": round(result.speed, 1) if result.wall_s > 0 else None,
+        "mode": result.mode,
+        "columnar_refused": result.columnar_refused,
         "store": str(store_path) if store_path is not None else None,
     }
 
 
 def _echo_summary(doc: dict[str, Any]) -> None:
     typer.echo(f"replayed {doc['records']} reads, {doc['bytes']} bytes, {doc['capture_s']:.1f} s of capture")
-    typer.echo(f"in {doc['wall_s']:.2f} s wall time: {doc['speed_x_real_time']} x real time")
+    typer.echo(f"in {doc['wall_s']:.2f} s wall time: {doc['speed_x_real_time']} x real time ({doc['mode']})")
+    if doc["columnar_refused"]:
+        typer.echo(f"read by read: the columnar replay refused this capture ({doc['columnar_refused']})")
     typer.echo("samples per channel:")
     for ch, n in doc["samples"].items():
         typer.echo(f"  {ch:20s} {n}")

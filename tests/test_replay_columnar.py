@@ -7,6 +7,7 @@ and where it cannot reproduce the reference, it says so and the reference runs.
 from __future__ import annotations
 
 import gzip
+import json
 import math
 import sqlite3
 from pathlib import Path
@@ -14,9 +15,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import typer
 from pynmeagps import NMEAReader
 from pyubx2 import UBXReader
+from typer.testing import CliRunner
 
+from agent import replay_cli
 from agent.errors import Unsupported
 from agent.features.settings import StoreConfig
 from agent.features.store import Store
@@ -272,3 +276,21 @@ def test_nav_pvt_epochs_equal_the_live_assembler_on_every_real_log(shared_data: 
             assert cols.values[ch].tolist() == enu[:, k].tolist(), (path.name, ch)
         seen += len(epochs)
     assert seen >= 60
+
+
+def test_agent_replay_says_which_path_ran(tmp_path: Path) -> None:
+    _capture(tmp_path / "cap", 60.0, {"rain": [{"t_s": 0, "mm_per_h": 5.0}]}, (0.0, 0.0))
+    cfg = tmp_path / "agent.json"
+    cfg.write_text(json.dumps({"sensors": SENSORS, "store": {"retention_days": 30}}))
+    app = typer.Typer()
+    replay_cli.register(app)
+    app.command("noop")(lambda: None)  # a second command keeps `replay` a sub-command
+    docs = []
+    for extra in ([], ["--jsonl", str(tmp_path / "out.jsonl")]):
+        res = CliRunner().invoke(
+            app, ["replay", str(tmp_path / "cap"), "--config", str(cfg), "--json", *extra]
+        )
+        assert res.exit_code == 0, res.output
+        docs.append(json.loads(res.output.strip().splitlines()[-1]))
+    assert [d["mode"] for d in docs] == ["columnar", "records"]
+    assert docs[0]["samples"] == docs[1]["samples"] and docs[0]["steps"] == docs[1]["steps"]
