@@ -174,6 +174,13 @@ def test_what_the_columnar_replay_cannot_reproduce_goes_read_by_read(tmp_path: P
     assert again.mode == "records" and "not empty" in str(again.columnar_refused)
 
 
+def test_a_capture_longer_than_the_retention_is_replayed_read_by_read(tmp_path: Path) -> None:
+    _capture(tmp_path / "cap", 120.0, {}, (0.0, 0.0))
+    with Store(StoreConfig.model_validate({"path": tmp_path / "a.sqlite", "retention_days": 0.04})) as store:
+        result = replay(tmp_path / "cap", SensorsConfig.model_validate(SENSORS), store)
+    assert result.mode == "records" and "retention" in str(result.columnar_refused)
+
+
 def test_a_capture_too_large_to_hold_is_replayed_read_by_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
