@@ -244,11 +244,13 @@ def test_gga_and_rmc_times_equal_pynmeagps_on_every_real_line(shared_data: Path)
     assert len(lines["GGA"]) > 1000 and len(lines["RMC"]) > 1000
     for kind, raws in lines.items():
         text = b"".join(raws)
+        ends = np.cumsum([len(r) for r in raws])
+        starts = ends - np.array([len(r) for r in raws])
         ref = [NMEAReader.parse(r) for r in raws]
         if kind == "GGA":
-            got = gga_times(text, len(raws))
+            got = gga_times(text, starts, ends)
         else:
-            days, got, ok = rmc_fields(text, len(raws))
+            days, got, ok = rmc_fields(text, starts, ends)
             assert [m.status == "A" for m in ref] == ok.tolist()
             assert [m.date.toordinal() - 719163 for m in ref] == days.tolist()
         want = [
@@ -256,6 +258,20 @@ def test_gga_and_rmc_times_equal_pynmeagps_on_every_real_line(shared_data: Path)
             for m in ref
         ]
         assert got.tolist() == want, kind
+
+
+def test_a_line_out_of_the_plain_form_is_refused_even_among_many_alike() -> None:
+    good = b"$GNGGA,123519.00,4807.03812,N,01131.00012,E,4,12,0.9,545.4,M,46.9,M,,*47\r\n"
+    bad = good.replace(b"4807.03812", b"48x7.03812")  # the fast decoder hands this to pynmeagps
+    for lines in ([good] * 50, [good] * 25 + [bad] + [good] * 24):
+        text = b"".join(lines)
+        ends = np.cumsum([len(x) for x in lines])
+        starts = ends - np.array([len(x) for x in lines])
+        if bad in lines:
+            with pytest.raises(Unsupported, match="plain form"):
+                gga_times(text, starts, ends)
+        else:
+            assert gga_times(text, starts, ends).tolist() == [45319 * 10**6] * 50
 
 
 def test_nav_pvt_epochs_equal_the_live_assembler_on_every_real_log(shared_data: Path) -> None:

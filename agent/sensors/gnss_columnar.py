@@ -72,6 +72,13 @@ def _payloads(f: FrameArrays, frames: np.ndarray, dtype: np.dtype[Any]) -> np.nd
     return np.ascontiguousarray(f.buf[offsets]).view(dtype).ravel()
 
 
+def _text_span(f: FrameArrays, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the NMEA ``frames`` lie in ``f.nmea_text`` (the NMEA lines joined in order)."""
+    nmea = np.flatnonzero(f.kind != UBX)
+    text_end = np.cumsum(f.end[nmea] - f.start[nmea])[np.searchsorted(nmea, frames)]
+    return text_end - (f.end[frames] - f.start[frames]), text_end
+
+
 def _last_before(setter_pos: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """Index into ``setter_pos`` (sorted) of the last one before each ``pos``; -1 where none."""
     return np.searchsorted(setter_pos, pos, side="left") - 1
@@ -129,8 +136,8 @@ def decode_gnss(data: bytes, rec_end: np.ndarray, cfg: GnssConfig) -> GnssColumn
     t_hpp = hpp["itow"].astype(np.float64) / 1000.0 + itow_offset[np.maximum(ctx, 0)]
 
     # GGA: time of day dated by the last NAV-PVT or RMC before it (TimeContext.resolve_tod)
-    gga_tod = gga_times(f.nmea_text, len(gga_i))
-    rmc_day, rmc_tod, rmc_ok = rmc_fields(f.nmea_text, len(rmc_i))
+    gga_tod = gga_times(f.nmea_text, *_text_span(f, gga_i))
+    rmc_day, rmc_tod, rmc_ok = rmc_fields(f.nmea_text, *_text_span(f, rmc_i))
     setters = np.concatenate((pvt_i, rmc_i))
     order = np.argsort(setters, kind="stable")
     pvt_day = np.floor(t_pvt / 86400.0).astype(np.int64)

@@ -1,8 +1,9 @@
 """The GGA and RMC fields the epoch assembler reads, for every such line of a stream at once.
 
 Each line must have the plain form :mod:`agent.sensors.gnss_fast` decodes (one regular expression per
-sentence, the same field forms; the talker is checked against ``TALKERS`` by the caller, on the
-distinct headers); then the live path gets the same values from it. A line that does not
+sentence, the same field forms, matched once per distinct character-class sequence; the talker is
+checked against ``TALKERS`` by the caller, on the distinct headers); then the live path gets the same
+values from it. A line that does not
 match raises :class:`Unsupported` (the live path would hand it to pynmeagps).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from agent.errors import Unsupported
 from agent.sensors.gnss_fast import _TALKERS
@@ -35,22 +37,48 @@ US_PER_DAY = 86_400_000_000
 _MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 
 
-def _match_all(pattern: re.Pattern[bytes], text: bytes, lines: int) -> list[tuple[bytes, ...]]:
-    """The groups of ``pattern`` in ``text`` (the stream's NMEA lines joined, with ``$`` only at line
-    starts); Unsupported unless it matches ``lines`` times (the count of lines of its sentence type).
-    A match starts at a ``$`` and cannot leave its line (no field holds a line feed), so that count
-    means every line of the type is in the plain form."""
-    found = pattern.findall(text)
-    if len(found) != lines:
-        raise Unsupported(f"{lines - len(found)} of {lines} lines not in the plain form")
-    return [g if isinstance(g, tuple) else (g,) for g in found]
+# Character classes the two patterns tell apart: digit, '.', '-', ',', '*', CR, LF, '$', A-F, a-f, G-Z, other.
+_CLASS = np.full(256, 11, dtype=np.uint8)
+for _code, _chars in enumerate(
+    (b"0123456789", b".", b"-", b",", b"*", b"\r", b"\n", b"$", b"ABCDEF", b"abcdef")
+):
+    _CLASS[np.frombuffer(_chars, dtype=np.uint8)] = _code
+_CLASS[ord("G") : ord("Z") + 1] = 10
 
 
-def time_of_day_us(texts: list[bytes]) -> np.ndarray:
+def _plain(pattern: re.Pattern[bytes], text: bytes, starts: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
+    """The capture groups of ``pattern`` in each line ``text[start:end]`` (one bytes array per group);
+    Unsupported unless every line matches it whole. Lines alike class by class (``_CLASS``: all the
+    pattern tells apart) match alike, so one ``fullmatch`` per distinct class sequence decides for
+    all of them and gives the groups' places."""
+    b = np.frombuffer(text, dtype=np.uint8)
+    cls = _CLASS[b]
+    out = [np.zeros(len(starts), dtype="S16") for _ in range(pattern.groups)]
+    lengths = ends - starts
+    for length in np.unique(lengths).tolist():
+        sel = np.flatnonzero(lengths == length)
+        rows = sliding_window_view(cls, length)[starts[sel]]
+        _, first, inverse = np.unique(rows.view(f"V{length}").ravel(), return_index=True, return_inverse=True)
+        chars = sliding_window_view(b, length)[starts[sel]]
+        for k, rep in enumerate(first.tolist()):
+            at = int(starts[sel[rep]])
+            m = pattern.fullmatch(text, at, at + length)
+            if m is None:
+                raise Unsupported(f"a line not in the plain form: {text[at : at + length]!r}")
+            members = inverse.ravel() == k
+            for g in range(pattern.groups):
+                lo, hi = m.span(g + 1)
+                if hi > lo:
+                    field = np.ascontiguousarray(chars[members, lo - at : hi - at])
+                    out[g][sel[members]] = field.view(f"S{hi - lo}").ravel()
+    return out
+
+
+def time_of_day_us(texts: list[bytes] | np.ndarray) -> np.ndarray:
     """``hhmmss[.f]`` -> microseconds of the day, as ``gnss_fast._time`` (fraction padded to 6)."""
-    if not texts:
+    if not len(texts):
         return np.zeros(0, dtype=np.int64)
-    arr = np.array(texts, dtype="S13")
+    arr = np.asarray(texts, dtype="S13")
     c = arr.view(np.uint8).reshape(len(texts), 13).astype(np.int64) - 48
     hh, mm, ss = c[:, 0] * 10 + c[:, 1], c[:, 2] * 10 + c[:, 3], c[:, 4] * 10 + c[:, 5]
     if np.any(hh > 23) or np.any(mm > 59) or np.any(ss > 59):
@@ -80,21 +108,22 @@ def valid_date(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
     return (m >= 1) & (m <= 12) & (d >= 1) & (d <= mdays)
 
 
-def gga_times(text: bytes, lines: int) -> np.ndarray:
-    """Time of day (us) of each of the ``lines`` GGA lines in ``text``, in order."""
-    return time_of_day_us([g[0] for g in _match_all(GGA_LINE, text, lines)])
+def gga_times(text: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Time of day (us) of each GGA line ``text[start:end]``."""
+    return time_of_day_us(_plain(GGA_LINE, text, starts, ends)[0])
 
 
-def rmc_fields(text: bytes, lines: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(day number since 1970, time of day in us, status is 'A') of each RMC line in ``text``."""
-    groups = _match_all(RMC_LINE, text, lines)
-    tod = time_of_day_us([g[0] for g in groups])
-    status = np.array([g[1] == b"A" for g in groups], dtype=bool)
-    if not groups:
-        return np.zeros(0, dtype=np.int64), tod, status
-    c = np.array([g[2] for g in groups], dtype="S6").view(np.uint8).reshape(-1, 6).astype(np.int64) - 48
+def rmc_fields(
+    text: bytes, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(day number since 1970, time of day in us, status is 'A') of each RMC line ``text[start:end]``."""
+    times, status, dates = _plain(RMC_LINE, text, starts, ends)
+    tod = time_of_day_us(times)
+    if not len(times):
+        return np.zeros(0, dtype=np.int64), tod, np.zeros(0, dtype=bool)
+    c = np.asarray(dates, dtype="S6").view(np.uint8).reshape(-1, 6).astype(np.int64) - 48
     d, m, y = c[:, 0] * 10 + c[:, 1], c[:, 2] * 10 + c[:, 3], c[:, 4] * 10 + c[:, 5]
     y = np.where(y < 69, 2000 + y, 1900 + y)  # strptime's %y pivot, as gnss_fast._date
     if not np.all(valid_date(y, m, d)):
         raise Unsupported("an RMC date that is not a date")
-    return days_from_civil(y, m, d), tod, status
+    return days_from_civil(y, m, d), tod, status == b"A"
