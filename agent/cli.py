@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Sequence
 
 import typer
 
@@ -32,14 +34,29 @@ _REGISTRARS = (
 )
 
 
+# `agent run` is the daemon: it registers only the module that defines it, so the daemon process does
+# not import what the other commands need (rich, the replay and inspect tools, the demo, the report:
+# ~7 MiB RSS, docs/performance.md section 1). Every other invocation (help included) registers all.
+_DAEMON_COMMAND, _DAEMON_REGISTRAR = "run", "agent.runtime_cli"
+
+
 def _register_all() -> None:
     for name in _REGISTRARS:
         importlib.import_module(name).register(app)
 
 
+def _register_for(argv: Sequence[str]) -> None:
+    """Register the commands ``argv`` (without the program name) needs: only `run`'s module for the
+    daemon, every module otherwise."""
+    if argv and argv[0] == _DAEMON_COMMAND:
+        importlib.import_module(_DAEMON_REGISTRAR).register(app)
+    else:
+        _register_all()
+
+
 def main() -> None:
     setup_logging()
-    _register_all()
+    _register_for(sys.argv[1:])
     app()
 
 

@@ -26,7 +26,7 @@ from agent.errors import LewsError, RasterError
 from agent.features.channels import describe_missing, missing_layers
 from agent.features.lsi import LsiParams
 from agent.features.raster_channels import build_channel_stack, model_channels, normalise
-from agent.features.tiling import cut_tiles, make_grid, stitch
+from agent.features.tiling import make_grid, pad_raster, stitch, tiles_of
 from agent.inference.heap import release_freed_memory
 from agent.inference.manager import ModelManager
 from agent.warning.inputs import SpatialInput
@@ -127,20 +127,26 @@ class RiskMapper:
                 overlap=int(stitching.get("overlap", 32)),
                 margin=int(stitching.get("margin", 16)),
             )
-            tiles = cut_tiles(x, grid)
+            padded = pad_raster(x, grid)
         except (LewsError, KeyError, TypeError, ValueError) as exc:
             self._skip(f"site raster / model meta unusable: {exc}", "skipped_bad_input")
             return None
+        # only what the model runs need stays alive through them: the padded raster, one batch of
+        # tiles and the predictions (the peak of the daemon's RSS is here: docs/performance.md)
+        valid = np.isfinite(stack).all(axis=0)
+        del stack, x
+        n_tiles = len(grid.origins)
         preds = []
-        for i in range(0, len(tiles), BATCH):
-            out = self.models.run(MODEL, {entry.inputs[0].name: tiles[i : i + BATCH]})
+        for i in range(0, n_tiles, BATCH):
+            out = self.models.run(MODEL, {entry.inputs[0].name: tiles_of(padded, grid, i, i + BATCH)})
             if out is None:
                 self._skip(f"model run failed ({self.models.mode})", "skipped_model_error")
                 return None
             preds.append(out[entry.outputs[0].name])
+        del padded
         prob = stitch(np.concatenate(preds).astype(np.float32), grid)[0]
+        del preds
         release_freed_memory()
-        valid = np.isfinite(stack).all(axis=0)
         threshold = float(meta["threshold"])
         n_valid = int(valid.sum())
         above = float((prob[valid] >= threshold).mean()) if n_valid else 0.0
@@ -163,7 +169,7 @@ class RiskMapper:
             "pixels": int(valid.size),
             "valid_pixels": n_valid,
             "nan_inputs_replaced": n_nan,
-            "tiles": len(tiles),
+            "tiles": n_tiles,
             "rain_mm_h": p_mm_h,
             "rain_duration_h": d_h,
             "channels": channels,

@@ -54,7 +54,7 @@ def run(
     try:
         cfg = load_config(config)
         if clock_speed > 0:
-            from agent.demo.run import SimClock
+            from agent.sensors.clock import SimClock  # not agent.demo: the simulators stay out
 
             anchor = clock_anchor if clock_anchor > 0 else time.time()
             clock = SimClock(clock_speed, clock_start if clock_start > 0 else anchor, anchor_wall=anchor)

@@ -1,6 +1,6 @@
 """What the daemon's memory is made of: RSS/PSS by import, and the onnxruntime session footprint.
 
-    .venv/bin/python bench/bench_memory.py [--json OUT] [--batches 5]
+    .venv/bin/python bench/bench_memory.py [--json OUT] [--batches 5] [--maps 4]
 
 1. Imports: a fresh interpreter imports the daemon's dependencies one after the other (numpy, sqlite3,
    pydantic, paho, jsonschema, onnxruntime, ... and finally ``agent.runtime_cli``, what ``agent run``
@@ -11,6 +11,10 @@
    the alternatives) a fresh process loads the demo bundle's INT8 U-Net, runs ``--batches`` batches of
    the risk map's batch size, and records RSS/PSS after loading and after the batches, and the median
    batch time (the price of each option).
+3. Risk map: a fresh process per malloc arena limit (the daemon's 1, and 2) starts the demo bundle's
+   model manager like the daemon (verification with golden vectors), trims, then runs ``--maps`` risk
+   maps of the demo site in a worker thread (like the daemon's job) and records RSS before each, its
+   peak (VmHWM, reset before each map through /proc/self/clear_refs) and RSS after, with the map time.
 Every group carries the load average when it was taken. Last stdout line: one JSON object.
 """
 
@@ -44,7 +48,9 @@ IMPORTS = [
     "agent.sensors.seismic",
     "agent.publish.publisher",
     "agent.daemon",
+    "agent.cli",
     "agent.runtime_cli",
+    "agent.sensors.clock",
 ]
 REFERENCE_EXTRA = ["scipy.signal"]
 
@@ -96,6 +102,47 @@ if sys.argv[7] == "1":
     trimmed = rss_pss_mib()
 print(json.dumps({"before": before, "loaded": loaded, "after_batches": after, "after_trim": trimmed,
                   "batch_ms_median": sorted(times)[len(times) // 2], "input_shape": shape}))
+"""
+
+
+_RISKMAP_SCRIPT = r"""
+import json, sys, tempfile, threading, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+def status():
+    d = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM"):
+            d[k] = round(int(v.split()[0]) / 1024, 2)
+    return d
+from agent.inference.heap import limit_malloc_arenas, release_freed_memory
+limit_malloc_arenas(int(sys.argv[2]))
+from agent.inference.manager import ModelManager
+from agent.inference.settings import InferenceSettings
+from agent.riskmap import RiskMapper, load_site_raster
+b = Path("bundles")
+mgr = ModelManager(InferenceSettings(bundle_dir=b / "demo", public_key=b / "demo-keys" / "signing.pub",
+                                     state_dir=Path(tempfile.mkdtemp())))
+mgr.start()
+started = status()["VmRSS"]
+release_freed_memory()
+trimmed = status()["VmRSS"]
+mapper = RiskMapper(load_site_raster(b / "demo-site" / "site_raster.npz"), mgr)
+maps = []
+def job():
+    for i in range(int(sys.argv[3])):
+        before = status()["VmRSS"]
+        Path("/proc/self/clear_refs").write_text("5")
+        t0 = time.perf_counter()
+        mapper.run(20.0, 48.0, now=1000.0 + i)
+        ms = (time.perf_counter() - t0) * 1e3
+        s = status()
+        maps.append({"before": before, "peak": s["VmHWM"], "after": s["VmRSS"], "ms": round(ms, 1)})
+t = threading.Thread(target=job)
+t.start()
+t.join()
+print(json.dumps({"after_start": started, "after_start_trim": trimmed, "maps": maps}))
 """
 
 
@@ -162,15 +209,34 @@ def ort_options(batches: int) -> dict[str, Any]:
     return out
 
 
-def run(batches: int = 5) -> dict[str, Any]:
-    return {"benchmark": "memory", "imports": imports(), "onnxruntime": ort_options(batches)}
+def riskmap(maps: int) -> dict[str, Any]:
+    taken = load()
+    out: dict[str, Any] = {}
+    for arenas in ("1", "2"):
+        r = _py(_RISKMAP_SCRIPT, arenas, str(maps))
+        r["peak_max"] = max(m["peak"] for m in r["maps"])
+        r["after_last"] = r["maps"][-1]["after"]
+        r["ms_median"] = sorted(m["ms"] for m in r["maps"])[len(r["maps"]) // 2]
+        out[f"arenas_{arenas}" + (" (daemon)" if arenas == "1" else "")] = r
+    out["load"] = taken
+    return out
+
+
+def run(batches: int = 5, maps: int = 4) -> dict[str, Any]:
+    return {
+        "benchmark": "memory",
+        "imports": imports(),
+        "onnxruntime": ort_options(batches),
+        "riskmap": riskmap(maps),
+    }
 
 
 def main(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the figures here."),
     batches: int = typer.Option(5, help="U-Net batches per onnxruntime option set."),
+    maps: int = typer.Option(4, help="Risk maps per malloc arena setting."),
 ) -> None:
-    result = run(batches)
+    result = run(batches, maps)
     if json_out is not None:
         json_out.write_text(json.dumps(result) + "\n", encoding="utf-8")
     typer.echo(json.dumps(result))

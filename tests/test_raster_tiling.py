@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from agent.errors import RasterError
-from agent.features.tiling import blend_window, cut_tiles, make_grid, stitch
+from agent.features.tiling import blend_window, cut_tiles, make_grid, pad_raster, stitch, tiles_of
 
 
 @pytest.mark.parametrize("h,w", [(128, 128), (300, 260), (50, 70), (129, 400), (1, 1)])
@@ -73,3 +73,16 @@ def test_tile_origins_step_by_stride() -> None:
     rows = sorted({r for r, _ in grid.origins})
     assert rows[0] == 0 and rows[-1] == 500 + 32 - 128
     assert all(b - a <= 96 for a, b in itertools.pairwise(rows))
+
+
+def test_tiles_cut_a_batch_at_a_time_equal_the_whole_cut() -> None:
+    rng = np.random.default_rng(3)
+    raster = rng.random((7, 200, 250), dtype=np.float32)
+    grid = make_grid(200, 250, tile=128, overlap=32, margin=16)
+    whole = cut_tiles(raster, grid)
+    padded = pad_raster(raster, grid)
+    n = len(grid.origins)
+    for batch in (1, 2, 4):
+        parts = np.concatenate([tiles_of(padded, grid, i, i + batch) for i in range(0, n, batch)])
+        assert parts.dtype == whole.dtype
+        np.testing.assert_array_equal(parts, whole)

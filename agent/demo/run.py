@@ -28,6 +28,7 @@ from agent.demo.view import LiveView
 from agent.errors import ConfigError
 from agent.publish.broker import LocalBroker, start_local_broker
 from agent.publish.watch import Received, TopicWatcher
+from agent.sensors.clock import SimClock as _SimClock
 from agent.sensors.gnss_sim import write_to_fd
 from firmware_bridge.simulator import PtyDevice
 
@@ -37,28 +38,11 @@ REPO_BUNDLE = Path(__file__).resolve().parents[2] / "bundles"
 LOCKSTEP_EVALUATE_S = 3600.0  # real seconds: in lockstep the driver wakes each evaluation itself
 
 
-class SimClock:
-    """Scenario time: START_UTC until :meth:`go`, then START_UTC + speed x (real seconds since go).
-
-    ``anchor_wall``: instead of :meth:`go`, the scenario starts at that wall-clock (epoch) second, so
-    several processes (a daemon restarted after kill -9, simulators in another process) share one
-    scenario time; before the anchor the clock reads ``start_utc``.
-    """
+class SimClock(_SimClock):
+    """:class:`agent.sensors.clock.SimClock` starting at the demo scenario's ``START_UTC`` by default."""
 
     def __init__(self, speed: float, start_utc: float = START_UTC, anchor_wall: float | None = None) -> None:
-        self.speed, self.start_utc = speed, start_utc
-        self.anchor_wall = anchor_wall
-        self.t0: float | None = None
-
-    def go(self) -> None:
-        self.t0 = time.monotonic()
-
-    def __call__(self) -> float:
-        if self.anchor_wall is not None:
-            return self.start_utc + max(0.0, time.time() - self.anchor_wall) * self.speed
-        if self.t0 is None:
-            return self.start_utc
-        return self.start_utc + (time.monotonic() - self.t0) * self.speed
+        super().__init__(speed, start_utc, anchor_wall)
 
 
 class Simulators:

@@ -101,11 +101,15 @@ def pad_raster(raster: np.ndarray, grid: TileGrid) -> np.ndarray:
 
 def cut_tiles(raster: np.ndarray, grid: TileGrid) -> np.ndarray:
     """(C, H, W) -> (N, C, tile, tile) in the order of ``grid.origins``."""
-    padded = pad_raster(raster, grid)
+    return tiles_of(pad_raster(raster, grid), grid, 0, len(grid.origins)).astype(raster.dtype, copy=False)
+
+
+def tiles_of(padded: np.ndarray, grid: TileGrid, start: int, stop: int) -> np.ndarray:
+    """Tiles ``start:stop`` (in the order of ``grid.origins``) of a raster padded by :func:`pad_raster`,
+    as one (n, C, tile, tile) array: the same values as ``cut_tiles(raster, grid)[start:stop]``, without
+    holding every tile at once (the daemon's risk map cuts one batch at a time)."""
     t = grid.tile
-    return np.stack([padded[:, r : r + t, c : c + t] for r, c in grid.origins]).astype(
-        raster.dtype, copy=False
-    )
+    return np.stack([padded[:, r : r + t, c : c + t] for r, c in grid.origins[start:stop]])
 
 
 def blend_window(tile: int, margin: int, ramp: int) -> np.ndarray:

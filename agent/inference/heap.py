@@ -23,10 +23,14 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-def limit_malloc_arenas(n: int = 2) -> bool:
-    """At most ``n`` glibc malloc arenas (default: 8 per core, one per busy thread): fewer half-used
-    heaps in a daemon with a dozen threads. Call before the threads start; the environment variable
-    ``MALLOC_ARENA_MAX`` (systemd ``Environment=``) wins when set. False where it cannot be set."""
+def limit_malloc_arenas(n: int = 1) -> bool:
+    """At most ``n`` glibc malloc arenas (default one; glibc's: 8 per core, one per busy thread). With
+    one arena the risk map's thread reuses the pages the start-up freed, and ``malloc_trim`` gives
+    back the top of that heap (it never trims the top of a thread arena, whose trim threshold glibc
+    raises to twice the largest freed block): measured ~7 MiB less RSS after a risk map and a lower
+    peak, at the same risk map time (bench/bench_memory.py, docs/performance.md). Call before the
+    threads start; the environment variable ``MALLOC_ARENA_MAX`` (systemd ``Environment=``) wins when
+    set. False where it cannot be set."""
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
     libc = _libc()

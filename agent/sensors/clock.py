@@ -136,3 +136,29 @@ class ClockDiscipline:
             "corrections_changed": self.corrections_changed,
             "enabled": self.enabled,
         }
+
+
+class SimClock:
+    """Scenario time for replays, demos and tests: ``start_utc`` until :meth:`go`, then ``start_utc`` +
+    speed x (real seconds since go).
+
+    ``anchor_wall``: instead of :meth:`go`, the scenario starts at that wall-clock (epoch) second, so
+    several processes (a daemon restarted after kill -9, simulators in another process) share one
+    scenario time; before the anchor the clock reads ``start_utc``. It lives here, not with the demo,
+    so that `agent run --clock-speed` does not import the demo's simulators (docs/performance.md).
+    """
+
+    def __init__(self, speed: float, start_utc: float, anchor_wall: float | None = None) -> None:
+        self.speed, self.start_utc = speed, start_utc
+        self.anchor_wall = anchor_wall
+        self.t0: float | None = None
+
+    def go(self) -> None:
+        self.t0 = time.monotonic()
+
+    def __call__(self) -> float:
+        if self.anchor_wall is not None:
+            return self.start_utc + max(0.0, time.time() - self.anchor_wall) * self.speed
+        if self.t0 is None:
+            return self.start_utc
+        return self.start_utc + (time.monotonic() - self.t0) * self.speed
