@@ -15,7 +15,7 @@ AVX2 and ARM machines. Per onnxruntime's quantization guide the remedies are red
   accumulate u8 x s8 in int32, and onnxruntime names no saturating ARM path (not measured on ARM).
   ``int8_trt`` always uses them (TensorRT needs symmetric s8). ``int8_ort`` uses them for the U-Net
   (task ``susceptibility_map``, :func:`schemes_for`): onnxruntime's u8s8 convolution kernels ran the
-  demo U-Net 1.7-2.4x faster than u8u8 on a Sapphire Rapids (AVX512-VNNI, AMX) at 1 thread at the
+  demo U-Net 1.6-2.4x faster than u8u8 on a Sapphire Rapids (AVX512-VNNI, AMX) at 1 thread at the
   same Dice (docs/performance.md section 4).
 - **u8 weights** (asymmetric per channel, 8 bits; u8 x u8 kernels widen to 16 bits before multiplying
   and never saturate) for ``int8_ort`` of every other model (the displacement network: 17 us per
