@@ -5,13 +5,15 @@
 In ONE process, one intra-op thread everywhere (torch.set_num_threads(1), onnxruntime intra 1):
 
 1. INT8 GEMM peak: onnxruntime ``MatMulInteger`` (uint8 x int8 -> int32) at 2048^3, ops = 2 M N K.
-2. For each re-parameterisation of the hybrid convs (``5x5``: one 5x5 conv with 32 % structurally
-   zero taps, what bundles export; ``two3x3``: two 3x3 convs + add, no zero taps): the demo
-   architecture (enhanced U-Net, 7 x 128 x 128 tiles) with random weights and randomised BatchNorm
-   statistics (speed does not depend on the values) is re-parameterised, exported to ONNX, quantized
-   with the bundle's ``int8_ort`` scheme (calibrated on 16 random tiles), and timed: torch eager FP32
-   (the re-parameterised module), onnxruntime FP32 and INT8, tiles/s at ``--batch``, all timed in
-   turns with the GEMM peak (round robin: the ratios hold when the machine's load changes). MACs per tile
+2. For each re-parameterisation of the hybrid convs (``two3x3``: a 3x3 + a dilated 3x3 conv + add,
+   no zero taps, what bundles export; ``5x5``: one 5x5 conv with 32 % structurally zero taps): the
+   demo architecture (enhanced U-Net, 7 x 128 x 128 tiles) with random weights and randomised
+   BatchNorm statistics (speed does not depend on the values) is re-parameterised, exported to ONNX,
+   quantized with the bundle's ``int8_ort`` scheme for the U-Net (u8 activations, s8 7-bit weights:
+   ``export.quantize.schemes_for``) and, for comparison, with u8 weights (``ort_int8_u8u8``, the
+   scheme before; calibrated on 16 random tiles), and timed: torch eager FP32 (the re-parameterised
+   module), onnxruntime FP32 and INT8, tiles/s at ``--batch``, all timed in turns with the GEMM peak
+   (round robin: the ratios hold when the machine's load changes). MACs per tile
    are counted on the re-parameterised module (conv and transposed conv layers: the real work).
    ``int8_share_of_peak`` = 2 x MACs x tiles/s / peak ops/s; ``int8_vs_torch`` = INT8 tiles/s over
    torch eager FP32 tiles/s; ``mask_dice_int8_vs_fp32``: Dice of the INT8 mask (p >= 0.5) against the
@@ -42,9 +44,9 @@ from onnx import TensorProto, helper
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memlib import load
 
-from export.quantize import SCHEMES, output_activation_ops, preprocess, quantize
+from export.quantize import SCHEMES, output_activation_ops, preprocess, quantize, schemes_for
 from export.unet.model import UNet, count_flops
-from export.unet.reparam import reparameterise
+from export.unet.reparam import EXPORT_HYBRID, HYBRID_FORMS, reparameterise
 
 GEMM = 2048
 
@@ -134,15 +136,17 @@ def build_variant(hybrid: str, base: int, depth: int, batch: int, tmp: Path) -> 
         )
     pre = preprocess(fp32, tmp / f"unet_{hybrid}.pre.onnx")
     calib = {"tiles": np.random.default_rng(3).random((16, 7, 128, 128), dtype=np.float32)}
-    int8 = quantize(
-        pre, tmp / f"unet_{hybrid}.int8.onnx", calib, SCHEMES["int8_ort"], [], output_activation_ops(pre)
-    )
+    float_ops = output_activation_ops(pre)
+    scheme = schemes_for("susceptibility_map")["int8_ort"]
+    int8 = quantize(pre, tmp / f"unet_{hybrid}.int8.onnx", calib, scheme, [], float_ops)
+    u8u8 = quantize(pre, tmp / f"unet_{hybrid}.u8u8.onnx", calib, SCHEMES["int8_ort"], [], float_ops)
     return {
         "model": model,
         "macs": count_flops(model.net) // 2,
         "x": x,
         "s32": _session(fp32),
         "s8": _session(int8),
+        "u8u8": _session(u8u8),
     }
 
 
@@ -152,20 +156,22 @@ def run(base: int, depth: int, batch: int, min_seconds: float) -> dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="lews-bench-unet-") as d:
         tmp = Path(d)
         gemm, feeds = gemm_session(tmp)
-        built = {h: build_variant(h, base, depth, batch, tmp) for h in ("5x5", "two3x3")}
+        built = {h: build_variant(h, base, depth, batch, tmp) for h in HYBRID_FORMS}
         fns: dict[str, Callable[[], object]] = {"peak": lambda: gemm.run(None, feeds)}
         for h, v in built.items():
             xt = torch.from_numpy(v["x"])
             fns[f"{h}/torch_eager_fp32"] = functools.partial(_no_grad, v["model"], xt)
             fns[f"{h}/ort_fp32"] = functools.partial(v["s32"].run, None, {"tiles": v["x"]})
             fns[f"{h}/ort_int8"] = functools.partial(v["s8"].run, None, {"tiles": v["x"]})
+            fns[f"{h}/ort_int8_u8u8"] = functools.partial(v["u8u8"].run, None, {"tiles": v["x"]})
         load_before = load()
         sec = _time_round_robin(fns, min_seconds)
         load_after = load()
     peak_gops = 2 * GEMM**3 / sec["peak"] / 1e9
     variants: dict[str, Any] = {}
     for h, v in built.items():
-        tps = {k: batch / sec[f"{h}/{k}"] for k in ("torch_eager_fp32", "ort_fp32", "ort_int8")}
+        kinds = ("torch_eager_fp32", "ort_fp32", "ort_int8", "ort_int8_u8u8")
+        tps = {k: batch / sec[f"{h}/{k}"] for k in kinds}
         p32 = v["s32"].run(None, {"tiles": v["x"]})[0]
         p8 = v["s8"].run(None, {"tiles": v["x"]})[0]
         gops = 2 * v["macs"] * tps["ort_int8"] / 1e9
@@ -176,6 +182,7 @@ def run(base: int, depth: int, batch: int, min_seconds: float) -> dict[str, Any]
             "int8_share_of_peak": round(gops / peak_gops, 3),
             "int8_vs_torch": round(tps["ort_int8"] / tps["torch_eager_fp32"], 2),
             "int8_vs_ort_fp32": round(tps["ort_int8"] / tps["ort_fp32"], 2),
+            "int8_vs_u8u8": round(tps["ort_int8"] / tps["ort_int8_u8u8"], 2),
             "mask_dice_int8_vs_fp32": round(_dice(p8 >= 0.5, p32 >= 0.5), 4),
             "max_abs_prob_diff": round(float(np.abs(p8 - p32).max()), 4),
         }
@@ -187,9 +194,15 @@ def run(base: int, depth: int, batch: int, min_seconds: float) -> dict[str, Any]
         "timing": "round robin over every function (ratios hold under changing load)",
         "int8_gemm_peak_gops": round(peak_gops, 2),
         "variants": variants,
-        "exported": "5x5 (export/unet/reparam.py default)",
+        "exported": EXPORT_HYBRID,
+        "int8_scheme": scheme_description(),
         "load": {"before": load_before, "after": load_after},
     }
+
+
+def scheme_description() -> str:
+    s = schemes_for("susceptibility_map")["int8_ort"]
+    return f"int8_ort for the U-Net: activations {s.description_activations}, weights {s.description_weights}"
 
 
 def _no_grad(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

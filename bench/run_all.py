@@ -138,7 +138,7 @@ def headline(res: dict[str, Any]) -> dict[str, Any]:
     un = _get(res, "unet", "result") or {}
     mem = _get(res, "memory", "result") or {}
     wp = _get(res, "wire_path", "result") or {}
-    exported = _get(un, "variants", "5x5") or {}
+    exported = _get(un, "variants", _get(un, "exported") or "two3x3") or {}
     best_variant: tuple[str, Any] = max(
         (_get(un, "variants") or {}).items(),
         key=lambda kv: _get(kv[1], "tiles_per_s", "ort_int8") or 0,
@@ -184,7 +184,7 @@ def headline(res: dict[str, Any]) -> dict[str, Any]:
             "int8_vs_torch": _get(exported, "int8_vs_torch"),
             "int8_tiles_per_s": _get(exported, "tiles_per_s", "ort_int8"),
             "int8_gemm_peak_gops": _get(un, "int8_gemm_peak_gops"),
-            "exported_reparam": "5x5",
+            "exported_reparam": _get(un, "exported"),
             "fastest_int8_reparam": best_variant[0],
             "load": _get(un, "load", "after"),
         },

@@ -26,7 +26,7 @@ from agent.errors import ExportError
 from agent.inference.manifest import MANIFEST_NAME, SCHEMA_VERSION, sha256_file, validate_manifest
 from agent.inference.verify import public_key_sha256, verify_bundle
 from export.onnx_export import export_onnx, ort_outputs
-from export.quantize import SCHEMES, count_qdq, quantize_with_decisions
+from export.quantize import count_qdq, quantize_with_decisions, schemes_for
 from export.runs import ExportModel, LoadedRun
 from export.signing import load_private_key, sign_manifest
 
@@ -216,7 +216,8 @@ def build_model(model: ExportModel, out: Path, *, calibration_max: int = CALIBRA
     paths = {"fp32": fp32_path}
     variants: list[dict[str, Any]] = []
     quant_blocks: dict[str, dict[str, Any]] = {}
-    for scheme in SCHEMES.values():
+    schemes = schemes_for(model.task)
+    for scheme in schemes.values():
         result = quantize_with_decisions(
             fp32_path, out / f"{model.name}.{scheme.variant_id}.onnx", calib, scheme
         )
@@ -232,7 +233,7 @@ def build_model(model: ExportModel, out: Path, *, calibration_max: int = CALIBRA
     for vid, path in paths.items():
         golden_out = ort_outputs(path, golden_in)
         arrays.update({f"output__{vid}__{k}": v for k, v in golden_out.items()})
-        runtimes = ["onnxruntime", "tensorrt"] if vid == "fp32" else list(SCHEMES[vid].runtimes)
+        runtimes = ["onnxruntime", "tensorrt"] if vid == "fp32" else list(schemes[vid].runtimes)
         calib_out = calib_ref if vid == "fp32" else ort_outputs(path, calib)
         variant: dict[str, Any] = {
             "id": vid,

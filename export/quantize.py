@@ -3,22 +3,29 @@
 Two variants (docs/int8.md):
 - ``int8_trt``: activations int8 *symmetric* per tensor, weights int8 symmetric per channel. This is
   what TensorRT 10 explicit quantization consumes (zero points must be 0).
-- ``int8_ort``: activations uint8 asymmetric per tensor, weights uint8 asymmetric per channel (u8u8),
-  onnxruntime's CPU path; TensorRT cannot use it.
+- ``int8_ort``: activations uint8 asymmetric per tensor, onnxruntime's CPU path (TensorRT cannot use
+  it); weights int8 symmetric 7-bit (u8s8) for the U-Net, uint8 asymmetric 8-bit (u8u8) otherwise.
 
 No variant depends on the CPU's instruction set: onnxruntime's u8s8 kernels on x86 without VNNI
 (AVX2, AVX-512 without VNNI) multiply with VPMADDUBSW, which adds two u8 x s8 products in int16 and
 saturates above 32767 (255 x 127 x 2 = 64770 can), so the same graph gave different numbers on VNNI,
 AVX2 and ARM machines. Per onnxruntime's quantization guide the remedies are reduce_range or U8U8:
-- ``int8_ort`` uses **u8 weights** (asymmetric per channel, 8 bits): u8 x u8 kernels widen to 16 bits
-  before multiplying and never saturate; 8-bit weights keep the accuracy (measured, docs/int8.md).
-- ``int8_trt`` must keep symmetric s8 weights for TensorRT, so its weights use a **7-bit range**
-  (``reduce_range``, |q| <= 64): 255 x 64 x 2 = 32640 fits int16 when onnxruntime checks it.
+- s8 symmetric weights in a **7-bit range** (``reduce_range``, |q| <= 64): a VPMADDUBSW pair is at
+  most 255 x 64 x 2 = 32640 <= 32767, so it never saturates; VNNI (VPDPBUSD) and AMX (TDPBUSD)
+  accumulate u8 x s8 in int32, and onnxruntime names no saturating ARM path (not measured on ARM).
+  ``int8_trt`` always uses them (TensorRT needs symmetric s8). ``int8_ort`` uses them for the U-Net
+  (task ``susceptibility_map``, :func:`schemes_for`): onnxruntime's u8s8 convolution kernels ran the
+  demo U-Net 1.6-2.4x faster than u8u8 on a Sapphire Rapids (AVX512-VNNI, AMX) at 1 thread at the
+  same Dice (docs/performance.md section 4).
+- **u8 weights** (asymmetric per channel, 8 bits; u8 x u8 kernels widen to 16 bits before multiplying
+  and never saturate) for ``int8_ort`` of every other model (the displacement network: 17 us per
+  window either way, and 7-bit weights raised its error on heavy-tailed features, docs/int8.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -101,6 +108,24 @@ SCHEMES: dict[str, QuantScheme] = {
         reduce_range=False,
     ),
 }
+# int8_ort of a conv net: u8 activations x s8 7-bit symmetric weights (u8s8 kernels, no saturation).
+ORT_S8_WEIGHTS = dataclasses.replace(
+    SCHEMES["int8_ort"],
+    description_weights="int8 symmetric per-channel, 7-bit range (u8s8 kernels; 255 x 64 x 2 <= 32767: "
+    "no saturation)",
+    weight_type=QuantType.QInt8,
+    weight_symmetric=True,
+    reduce_range=True,
+)
+S8_WEIGHT_TASKS = frozenset({"susceptibility_map"})
+
+
+def schemes_for(task: str) -> dict[str, QuantScheme]:
+    """The INT8 variants a model of ``task`` ships: int8_ort with s8 7-bit weights for the U-Net
+    (measured faster, docs/performance.md section 4), u8 weights for the rest; int8_trt for all."""
+    if task in S8_WEIGHT_TASKS:
+        return {**SCHEMES, "int8_ort": ORT_S8_WEIGHTS}
+    return dict(SCHEMES)
 
 
 class _Reader(CalibrationDataReader):

@@ -25,7 +25,7 @@ class ExportModel:
 
     name: str  # model name in the bundle, e.g. "displacement" or "unet"
     task: str  # "displacement_forecast" | "susceptibility_map"
-    module: torch.nn.Module  # eval mode; for the U-Net the re-parameterised (5x5) network
+    module: torch.nn.Module  # eval mode; for the U-Net the re-parameterised (two-3x3) network
     input_names: list[str]
     output_names: list[str]
     # Real calibration / golden inputs from the training split: name -> float32 array, batch-first.

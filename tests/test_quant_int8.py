@@ -19,6 +19,7 @@ from export.quantize import (
     error_scores,
     preprocess,
     quantize_with_decisions,
+    schemes_for,
 )
 
 
@@ -102,6 +103,48 @@ def test_weights_cannot_saturate_on_any_cpu(disp: tuple[object, Path], tmp_path:
         assert gap == [0.0, 0.0]  # u8u8: the fused kernels give exactly the reference integers
     else:  # s8 activations: last-step rounding remains (measured 0.021 std; 8-bit weights: 0.054)
         assert max(gap) <= 0.035
+
+
+def _weight_initializers(path: Path) -> list[np.ndarray]:
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    weights = [
+        inits[n.input[0]] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+    ]
+    return [w for w in weights if w.dtype in (np.int8, np.uint8) and w.ndim > 1]
+
+
+def test_unet_ort_variant_has_u8_activations_and_7bit_s8_weights(tmp_path: Path) -> None:
+    """The U-Net's int8_ort runs onnxruntime's u8s8 kernels (docs/performance.md section 4: faster than
+    u8u8): u8 activations, s8 symmetric weights with |q| <= 64, so a VPMADDUBSW pair (x86 without
+    VNNI) is at most 255 x 64 x 2 = 32640 <= 32767 and cannot saturate. The displacement net keeps u8."""
+    assert schemes_for("displacement_forecast")["int8_ort"] == SCHEMES["int8_ort"]
+    model = unet_model(steps=30)
+    fp32 = export_onnx(model, tmp_path / "u.fp32.onnx").path
+    scheme = schemes_for(model.task)["int8_ort"]
+    res = quantize_with_decisions(fp32, tmp_path / "u.ort.onnx", model.calibration_inputs, scheme)
+    weights = _weight_initializers(res.path)
+    assert weights and {w.dtype for w in weights} == {np.dtype(np.int8)}
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
+    acts = {zp.dtype for op, _, zp in _qdq_params(res.path) if op == "QuantizeLinear"}
+    assert acts == {np.dtype(np.uint8)}
+    weight_zps = [zp for op, s, zp in _qdq_params(res.path) if op == "DequantizeLinear" and s.size > 1]
+    assert weight_zps and not any(zp.any() for zp in weight_zps)  # symmetric: zero point 0
+    # the fused u8s8 kernels and the unfused Q/DQ reference (float convs on the dequantized integers)
+    import onnxruntime as ort
+
+    feeds = {"tiles": np.ascontiguousarray(model.test_inputs["tiles"], dtype=np.float32)}
+
+    def run(level: ort.GraphOptimizationLevel) -> np.ndarray:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = level
+        so.intra_op_num_threads = 1
+        sess = ort.InferenceSession(str(res.path), so, providers=["CPUExecutionProvider"])
+        return np.asarray(sess.run(None, feeds)[0])
+
+    fused = run(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    reference = run(ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    assert float(np.abs(fused - reference).max()) <= 0.02  # last-step requantization rounding only
 
 
 def test_ort_variant_uses_uint8_activations(disp: tuple[object, Path], tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Enhanced U-Net: shapes, attention, re-parameterisation to 5x5 (1e-4), ONNX export, losses, metrics."""
+"""Enhanced U-Net: shapes, attention, re-parameterisation (two 3x3 and 5x5, 1e-4), ONNX export, losses,
+metrics."""
 
 from __future__ import annotations
 
@@ -145,6 +146,16 @@ def test_onnx_export_of_the_shipped_module_matches_torch(tmp_path: Path) -> None
         expect = module(x).numpy()
     assert got.shape == (2, 1, 128, 128)
     np.testing.assert_allclose(got, expect, atol=1e-5)
+    # issue 18: no structurally zero taps in the exported graph (no kernel position that is zero for
+    # every output and input channel, as 8 of the 25 taps of the 5x5 form are)
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    kernels = [inits[n.input[1]] for n in graph.node if n.op_type == "Conv" and n.input[1] in inits]
+    assert kernels and max(k.shape[-1] for k in kernels) == 3
+    assert all((np.abs(k).sum(axis=(0, 1)) > 0).all() for k in kernels)
 
 
 def test_loss_and_metrics_by_hand() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from export.onnx_export import export_onnx, ort_outputs
-from export.quantize import SCHEMES, quantize_with_decisions
+from export.quantize import quantize_with_decisions, schemes_for
 from export.runs import ExportModel
 from export.unet.run import CALIBRATION_TILES, UnetRun, export_module, normalise_batch, open_run
 
@@ -52,7 +52,7 @@ def _case(
         fp32 = Path(tmp) / "unet.fp32.onnx"
         export_onnx(model, fp32)
         paths = {"fp32": fp32}
-        for scheme in SCHEMES.values():
+        for scheme in schemes_for(model.task).values():
             out = Path(tmp) / f"unet.{scheme.variant_id}.onnx"
             paths[scheme.variant_id] = quantize_with_decisions(
                 fp32, out, model.calibration_inputs, scheme

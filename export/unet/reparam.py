@@ -7,7 +7,7 @@ per channel ``g / s``, ``s = sqrt(var + eps)``), so it equals
 
 It also equals ONE 5x5 conv (the 3x3 at the centre, the dilated taps at indices 0, 2, 4:
 :func:`fuse_hybrid_5x5`), but 8 of its 25 taps are structurally zero: 32 % of that graph's MACs
-multiply zeros. Which one is exported is a measured choice (see :func:`reparameterise`).
+multiply zeros. Bundles export the two-3x3 form (:data:`EXPORT_HYBRID`; measured, docs/performance.md).
 
 Plain conv3x3 + BN blocks are folded the same way into one 3x3 conv with bias. The result has only
 Conv/Add/ReLU/MaxPool/ConvTranspose/attention ops, which TensorRT INT8 fuses (conv + bias + add + ReLU).
@@ -89,12 +89,17 @@ def fuse_conv_bn(block: ConvBN) -> nn.Conv2d:
     return conv
 
 
-def reparameterise(model: nn.Module, hybrid: str = "5x5") -> nn.Module:
+HYBRID_FORMS = ("two3x3", "5x5")
+# What bundles export (export.unet.run.export_module): no structurally zero taps (docs/performance.md
+# section 4 has the measured INT8 / FP32 tiles/s of both forms).
+EXPORT_HYBRID = "two3x3"
+
+
+def reparameterise(model: nn.Module, hybrid: str = EXPORT_HYBRID) -> nn.Module:
     """An eval-mode deep copy with every HybridConvBN / ConvBN replaced by its fused convolution(s);
-    ``hybrid``: "5x5" (one conv, 32 % structural zeros; what bundles export) or "two3x3" (no zero
-    taps, 27 % fewer MACs). The export stays 5x5 while onnxruntime's INT8 kernels run the two-3x3
-    form slower (bench/bench_unet.py, docs/int8.md)."""
-    if hybrid not in ("two3x3", "5x5"):
+    ``hybrid``: "two3x3" (a 3x3 + a dilated 3x3 conv + add: no zero taps; what bundles export) or
+    "5x5" (one conv, 27 % more MACs, 32 % of them on structural zeros; kept for the benchmark)."""
+    if hybrid not in HYBRID_FORMS:
         raise ValueError(f"hybrid re-parameterisation {hybrid!r}: use 'two3x3' or '5x5'")
     fuse = fuse_hybrid if hybrid == "two3x3" else fuse_hybrid_5x5
     fused = copy.deepcopy(model).eval()

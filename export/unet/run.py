@@ -113,7 +113,7 @@ def write_run_json(run_dir: Path, doc: dict[str, Any]) -> None:
 
 
 def export_module(run: UnetRun, variant: Variant | None = None, fold: int | None = None) -> torch.nn.Module:
-    """The re-parameterised (5x5) eval network with a sigmoid head: normalised tiles -> probability."""
+    """The re-parameterised (two 3x3, no zero taps) eval network + sigmoid head: normalised tiles -> p."""
     return ProbabilityHead(reparameterise(run.model(variant or run.shipped_variant, fold))).eval()
 
 
