@@ -25,6 +25,7 @@ from agent.errors import Unsupported
 from agent.features.settings import StoreConfig
 from agent.features.store import Store
 from agent.sensors import replay_columnar
+from agent.sensors.bridge_frames_columnar import cobs_decode_all
 from agent.sensors.capture import CaptureWriter
 from agent.sensors.gnss import GnssConfig, Reference, to_enu_mm
 from agent.sensors.gnss_columnar import decode_gnss
@@ -35,7 +36,9 @@ from agent.sensors.gnss_sim import SimConfig, Trajectory, simulate
 from agent.sensors.nmea_columnar import gga_times, rmc_fields
 from agent.sensors.replay import ReplayResult, replay
 from agent.sensors.settings import SensorsConfig
+from firmware_bridge.cobs import cobs_decode, cobs_encode
 from firmware_bridge.device_model import generate_frames
+from firmware_bridge.errors import FrameError
 from firmware_bridge.scenario import scenario_from_dict
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -258,6 +261,41 @@ def test_gga_and_rmc_times_equal_pynmeagps_on_every_real_line(shared_data: Path)
             for m in ref
         ]
         assert got.tolist() == want, kind
+
+
+def test_cobs_decoding_all_blocks_at_once_equals_the_block_decoder() -> None:
+    """Random frames (long zero-free runs for 0xFF codes, zeros), corrupted blocks, empty blocks and an
+    unterminated tail: every block decodes as firmware_bridge.cobs.cobs_decode decodes it alone."""
+    rng = np.random.default_rng(5)
+    blocks: list[bytes] = []
+    for k in range(300):
+        raw = rng.integers(0, 256, int(rng.integers(0, 700)), dtype=np.uint8)
+        if k % 3 == 0:
+            raw[raw == 0] = 7  # zero-free: 0xFF codes
+        enc = bytearray(cobs_encode(raw.tobytes()))
+        if k % 7 == 0 and len(enc) > 2:
+            enc[int(rng.integers(0, len(enc)))] = int(rng.integers(1, 256))  # a changed byte
+        if k % 11 == 0 and len(enc) > 2:
+            enc = enc[:-1]  # the last code points past the end: malformed
+        blocks.append(bytes(enc))
+    stream = b"\x00\x00".join(blocks[:150]) + b"\x00" + b"\x00".join(blocks[150:]) + b"\x00" + b"\x07\x01"
+    b = np.frombuffer(stream, dtype=np.uint8)
+    zeros = np.flatnonzero(b == 0)
+    starts = np.concatenate(([0], zeros + 1))[: len(zeros)]
+    nonempty = zeros > starts
+    bs, be = starts[nonempty], zeros[nonempty]
+    dec, dstart, ok = cobs_decode_all(b, bs, be)
+    dend = np.append(dstart[1:], len(dec))
+    assert len(bs) == sum(1 for blk in blocks if blk)
+    for i, (lo, hi) in enumerate(zip(bs.tolist(), be.tolist(), strict=True)):
+        try:
+            want: bytes | None = cobs_decode(stream[lo:hi])
+        except FrameError:
+            want = None
+        assert bool(ok[i]) == (want is not None), i
+        if want is not None:
+            assert dec[dstart[i] : dend[i]].tobytes() == want, i
+    assert not ok.all()  # the corruption made some blocks malformed
 
 
 def test_a_line_out_of_the_plain_form_is_refused_even_among_many_alike() -> None:

@@ -54,13 +54,14 @@ class BridgeFrames:
 def cobs_decode_all(
     b: np.ndarray, bs: np.ndarray, be: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """COBS-decode the blocks ``b[bs[i]:be[i]]`` at once: (decoded bytes joined, each block's start in
+    """COBS-decode the blocks ``b[bs[i]:be[i]]`` (every non-empty run between the zero bytes of the
+    stream ``b``, the tail after the last zero left out) at once: (decoded bytes joined, each block's start in
     them, block is well formed). Each code byte after a block's first becomes 0x00 (or vanishes after
     a 0xFF code); the first vanishes (firmware_bridge/cobs.py, one step per code byte)."""
     ok = np.ones(len(bs), dtype=bool)
     pos, end, ids = bs.copy(), be.copy(), np.arange(len(bs))
     ff = np.zeros(len(bs), dtype=bool)  # the code before was 0xFF (implies no zero)
-    removed, zeroed = [bs], []
+    removed, removed_of, zeroed = [bs], [ids], []
     while len(pos):  # one step per code byte, every block at once
         code = b[pos].astype(np.int64)
         nxt = pos + code
@@ -68,18 +69,16 @@ def cobs_decode_all(
         more = nxt < end
         pos, end, ids, ff = nxt[more], end[more], ids[more], (code == 0xFF)[more]
         removed.append(pos[ff])
+        removed_of.append(ids[ff])
         zeroed.append(pos[~ff])
-    keep = np.ones(len(b), dtype=bool)
+    keep = b != 0  # the delimiters: no COBS block holds a zero byte
+    keep[int(be[-1]) if len(be) else 0 :] = False  # and the unterminated tail
     keep[np.concatenate(removed)] = False
     value = b.copy()
     if zeroed:
         value[np.concatenate(zeroed)] = 0
-    inside = np.zeros(len(b) + 1, dtype=np.int64)
-    np.add.at(inside, bs, 1)
-    np.add.at(inside, be, -1)
-    keep &= np.cumsum(inside[:-1]) > 0
-    kept_before = np.concatenate(([0], np.cumsum(keep)))
-    return value[keep], kept_before[bs], ok
+    dlen = (be - bs) - np.bincount(np.concatenate(removed_of), minlength=len(bs))
+    return value[keep], np.cumsum(dlen) - dlen, ok
 
 
 def deframe(data: bytes, rec_end: np.ndarray) -> BridgeFrames:

@@ -10,18 +10,22 @@ sample for sample (agreement to ~1e-12 of the signal's scale: the sums run in an
 How ``sosfilt`` is vectorised: the cascade is one linear state-space system s' = A s + B x,
 y = C s + D x with the sections' DF2T states as s. A block of ``L`` samples then is
 ``y = O s0 + T x`` and ``s_L = A^L s0 + R x`` (O, T, R precomputed per filter), so a long signal is
-one matrix product over all its blocks plus a short scan of the states from block to block. The
-live path (blocks of 50) and the replay (whole captures) run the same code.
+one matrix product over all its blocks plus a scan of the states from block to block,
+``s_{k+1} = A^L s_k + R x_k``, itself done ``SCAN`` blocks per matrix product (the states of a chunk
+are ``P s + M drive`` with P the powers of A^L and M their block Toeplitz matrix, built on the first
+long input). The live path (blocks of 50) and the replay (whole captures) run the same code.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 BLOCK = 128  # samples per matrix block: O(BLOCK) flops per sample, len(x) / BLOCK state steps
+SCAN = 32  # block states per matrix product of the scan (long inputs: the replay's whole runs)
 
 
 # ---- design ----------------------------------------------------------------------------------------
@@ -127,6 +131,39 @@ class _BlockOps:
     t: np.ndarray  # (L, L): output from the inputs (lower triangular Toeplitz)
     powers: list[np.ndarray]  # A^0 .. A^L
     r: np.ndarray  # (m, L): final state from the inputs
+    scan: tuple[np.ndarray, np.ndarray] | None = None  # (SCAN, m, m) powers of A^L; (SCAN m, SCAN m) M
+
+
+@functools.lru_cache(maxsize=16)
+def _block_ops(sos_bytes: bytes, sections: int) -> _BlockOps:
+    """The block matrices of a cascade, shared by every filter with the same sections (a seismic
+    segment starts four filters; a gap or a re-anchor starts a new segment)."""
+    sos = np.frombuffer(sos_bytes, dtype=np.float64).reshape(sections, 6)
+    a_mat, b_vec, c_vec, d = _state_space(sos)
+    m, n = a_mat.shape[0], BLOCK
+    powers = [np.eye(m)]
+    for _ in range(n):
+        powers.append(a_mat @ powers[-1])
+    o = np.array([c_vec @ powers[k] for k in range(n)])
+    h = np.array([d] + [float(c_vec @ powers[k] @ b_vec) for k in range(n - 1)])  # impulse response
+    idx = np.arange(n)
+    lag = idx[:, None] - idx[None, :]
+    t = np.where(lag >= 0, h[np.clip(lag, 0, n - 1)], 0.0)
+    r = np.stack([powers[n - 1 - k] @ b_vec for k in range(n)], axis=1)
+    return _BlockOps(o, t, powers, r)
+
+
+def _scan_ops(a_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """P[k] = a_n^k (k < SCAN) and M, block (k, j) = a_n^(k-1-j) for j < k, else 0."""
+    m = a_n.shape[0]
+    p = [np.eye(m)]
+    for _ in range(SCAN):
+        p.append(a_n @ p[-1])
+    pw = np.array(p)
+    k = np.arange(SCAN)
+    lag = k[:, None] - 1 - k[None, :]
+    blocks = np.where((lag >= 0)[:, :, None, None], pw[np.clip(lag, 0, SCAN)], 0.0)  # (k, j, m, m)
+    return pw[:SCAN], blocks.transpose(0, 2, 1, 3).reshape(SCAN * m, SCAN * m)
 
 
 def _state_space(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -161,18 +198,7 @@ class SosFilter:
     def __post_init__(self) -> None:
         self.sos = np.atleast_2d(np.asarray(self.sos, dtype=np.float64))
         self.zi = np.zeros((self.sos.shape[0], 2))
-        a_mat, b_vec, c_vec, d = _state_space(self.sos)
-        m, n = a_mat.shape[0], BLOCK
-        powers = [np.eye(m)]
-        for _ in range(n):
-            powers.append(a_mat @ powers[-1])
-        o = np.array([c_vec @ powers[k] for k in range(n)])
-        h = np.array([d] + [float(c_vec @ powers[k] @ b_vec) for k in range(n - 1)])  # impulse response
-        idx = np.arange(n)
-        lag = idx[:, None] - idx[None, :]
-        t = np.where(lag >= 0, h[np.clip(lag, 0, n - 1)], 0.0)
-        r = np.stack([powers[n - 1 - k] @ b_vec for k in range(n)], axis=1)
-        self._ops = _BlockOps(o, t, powers, r)
+        self._ops = _block_ops(self.sos.tobytes(), self.sos.shape[0])
 
     def filter(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64).ravel()
@@ -186,9 +212,18 @@ class SosFilter:
             drive = xb @ ops.r.T  # (full, m)
             a_n = ops.powers[n]
             states = np.empty((full, len(s)))
-            for k in range(full):
-                states[k] = s
-                s = a_n @ s + drive[k]
+            if full == 1:
+                states[0], s = s, a_n @ s + drive[0]
+            else:
+                if ops.scan is None:
+                    ops.scan = _scan_ops(a_n)
+                pw, mat = ops.scan
+                for c in range(0, full, SCAN):
+                    k = min(SCAN, full - c)
+                    states[c : c + k] = pw[:k] @ s + (
+                        mat[: k * len(s), : k * len(s)] @ drive[c : c + k].ravel()
+                    ).reshape(k, -1)
+                    s = a_n @ states[c + k - 1] + drive[c + k - 1]
             y[: full * n] = (forced + states @ ops.o.T).ravel()
         rest = len(x) - full * n
         if rest:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pymap3d
+from numpy.lib.stride_tricks import sliding_window_view
 
 from agent.errors import Unsupported
 from agent.sensors.gnss import GATE_REASONS, PARSED_TYPES, GnssConfig
@@ -68,8 +69,10 @@ class GnssColumns:
 def _payloads(f: FrameArrays, frames: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
     if np.any(f.end[frames] - f.start[frames] - 8 != dtype.itemsize):
         raise Unsupported("a NAV-PVT / NAV-HPPOSLLH of another length")
-    offsets = f.start[frames, None] + 6 + np.arange(dtype.itemsize)
-    return np.ascontiguousarray(f.buf[offsets]).view(dtype).ravel()
+    if not len(frames):
+        return np.zeros(0, dtype=dtype)
+    rows = sliding_window_view(f.buf, dtype.itemsize)[f.start[frames] + 6]  # copies the payloads
+    return rows.view(dtype).ravel()
 
 
 def _text_span(f: FrameArrays, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ a bad checksum, a truncated tail) raises :class:`Unsupported` and the caller use
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -27,6 +27,7 @@ for _i, _c in enumerate(b"0123456789ABCDEF"):
     _HEX[_c] = _i
 for _i, _c in enumerate(b"abcdef"):
     _HEX[_c] = 10 + _i
+_LINE_BYTES = bytes(range(0x20, 0x7F)) + b"\r\n"  # printable ASCII, CR, LF
 
 
 @dataclass
@@ -38,6 +39,7 @@ class FrameArrays:
     end: np.ndarray
     kind: np.ndarray  # UBX | NMEA
     nmea_text: bytes = b""  # every NMEA line, joined in order (each ends with its line feed)
+    nmea_off: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # where each starts
 
     def __len__(self) -> int:
         return len(self.start)
@@ -89,8 +91,8 @@ def frame_stream(data: bytes) -> FrameArrays:
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return FrameArrays(b, empty, empty, empty)
-    u = np.flatnonzero((b[:-1] == 0xB5) & (b[1:] == 0x62))
-    u = u[u + 6 <= n]
+    u = np.flatnonzero(b[:-1] == 0xB5)
+    u = u[(b[u + 1] == 0x62) & (u + 6 <= n)]
     uend = u + UBX_OVERHEAD + (b[u + 4].astype(np.int64) | (b[u + 5].astype(np.int64) << 8))
     good = (uend <= n) & (uend - u - UBX_OVERHEAD <= DEFAULT_MAX_UBX_PAYLOAD)
     good[good] = _ubx_checksum_ok(b, u[good], uend[good])
@@ -157,12 +159,14 @@ def _check_nmea(f: FrameArrays) -> None:
     if np.any(star <= s) or np.any(b[line_end - 1] == 0x0D):
         raise Unsupported("an NMEA line too short or with several CR")
     text, off = gather(b, s, e)  # the lines joined: the checks below read only them
-    f.nmea_text = text.tobytes()
-    if np.count_nonzero(text == 0x24) != len(s):
+    f.nmea_text, f.nmea_off = text.tobytes(), off
+    if f.nmea_text.count(b"$") != len(s):
         raise Unsupported("a '$' inside an NMEA line")
-    if not np.all(((text >= 0x20) & (text < 0x7F)) | (text == 0x0D) | (text == 0x0A)):
+    if f.nmea_text.translate(None, _LINE_BYTES):  # what is left: bytes no line may hold
         raise Unsupported("an NMEA line with unprintable bytes")
-    if not np.all(segment_reduce(np.add, (text == 0x2C).view(np.uint8), off, off + (line_end - s))):
+    commas = np.flatnonzero(text == 0x2C)
+    first_comma = np.append(commas, len(text))[np.searchsorted(commas, off)]
+    if np.any(first_comma >= off + (line_end - s)):
         raise Unsupported("an NMEA line without a comma")
     hi, lo = _HEX[b[star + 1]], _HEX[b[star + 2]]
     if np.any(b[star] != 0x2A) or np.any(hi < 0) or np.any(lo < 0):
@@ -175,18 +179,19 @@ def _check_nmea(f: FrameArrays) -> None:
 def nmea_headers(f: FrameArrays) -> tuple[np.ndarray, list[str]]:
     """For each NMEA frame (in order) an index into the returned list of identities (``GNGGA``...):
     the text between ``$`` and the first comma or star, as :func:`gnss_frames.nmea_identity`."""
-    sel = f.kind == NMEA
-    s = f.start[sel]
-    b = f.buf
-    marks = np.flatnonzero((b == 0x2C) | (b == 0x2A))
-    stop = marks[np.searchsorted(marks, s + 1)]
-    width = stop - s - 1
-    if np.any(width > 8):
+    off = f.nmea_off  # set by frame_stream's checks, which also made sure every line has a '*'
+    if not len(off):
+        return np.zeros(0, dtype=np.int64), []
+    # the 9 bytes after each '$' (a line is at least 5 bytes long and ends with "*hh\n": the first
+    # ',' or '*' among them is in the line, unless the header is longer than 8 characters)
+    b = np.frombuffer(f.nmea_text + bytes(9), dtype=np.uint8)
+    head = sliding_window_view(b, 9)[off + 1]
+    mark = (head == 0x2C) | (head == 0x2A)
+    width = np.argmax(mark, axis=1)
+    if not np.all(mark.any(axis=1)):
         raise Unsupported("an NMEA header longer than 8 characters")
-    code = np.zeros(len(s), dtype=np.uint64)
-    for j in range(8):
-        byte = np.where(j < width, b[np.minimum(s + 1 + j, len(b) - 1)], 0).astype(np.uint64)
-        code |= byte << np.uint64(8 * j)
+    head = np.where(np.arange(8) < width[:, None], head[:, :8], 0).astype(np.uint8)
+    code = np.ascontiguousarray(head).view("<u8").ravel()
     uniq, inverse = np.unique(code, return_inverse=True)
     names = [int(c).to_bytes(8, "little").rstrip(b"\x00").decode("ascii") for c in uniq]
     return inverse.astype(np.int64), names

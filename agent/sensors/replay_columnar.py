@@ -41,14 +41,11 @@ MAX_CAPTURE_BYTES = 128_000_000
 
 @dataclass(frozen=True)
 class PortRecords:
-    """One port file: the receive time of each read, its bytes, and the bytes joined."""
+    """One port file: the receive time of each read, the reads' bytes joined, where each read ends."""
 
     t: np.ndarray
-    parts: list[bytes]
-
-    @property
-    def ends(self) -> np.ndarray:
-        return np.cumsum([len(p) for p in self.parts], dtype=np.int64)
+    data: bytes
+    ends: np.ndarray
 
 
 def read_records(path: Path, stats: ReadStats) -> PortRecords:
@@ -64,7 +61,7 @@ def read_records(path: Path, stats: ReadStats) -> PortRecords:
             f"{path} does not start with {MAGIC!r}", fix="pass a .cap file written by the agent"
         )
     times: list[float] = []
-    parts: list[bytes] = []
+    lengths: list[int] = []
     pos, size, head = len(MAGIC), len(data), RECORD.size
     unpack = RECORD.unpack_from
     while size - pos >= head:
@@ -74,12 +71,16 @@ def read_records(path: Path, stats: ReadStats) -> PortRecords:
         if size - pos - head < n:
             break
         times.append(t)
-        parts.append(data[pos + head : pos + head + n])
+        lengths.append(n)
         pos += head + n
     stats.truncated_tail += size - pos
-    stats.records += len(parts)
-    stats.bytes += sum(len(p) for p in parts)
-    return PortRecords(np.asarray(times, dtype=np.float64), parts)
+    ends = np.cumsum(lengths, dtype=np.int64)
+    starts = len(MAGIC) + head * np.arange(1, len(ends) + 1) + ends - np.asarray(lengths, dtype=np.int64)
+    view = memoryview(data)
+    joined = b"".join([view[a : a + n] for a, n in zip(starts.tolist(), lengths, strict=True)])
+    stats.records += len(lengths)
+    stats.bytes += len(joined)
+    return PortRecords(np.asarray(times, dtype=np.float64), joined, ends)
 
 
 class DecodedPort:
@@ -116,10 +117,10 @@ def _gnss_port(pipeline: Pipeline, port: str, rec: PortRecords) -> dict[str, tup
     decoder = pipeline.decoders[port]
     if not isinstance(decoder, GnssDecoder):
         raise Unsupported(f"port {port} is not a GNSS decoder")
-    cols = decode_gnss(b"".join(rec.parts), rec.ends, decoder.proc.cfg)
+    cols = decode_gnss(rec.data, rec.ends, decoder.proc.cfg)
     _check_clock(pipeline, cols, rec)
     pipeline.decoders[port] = DecodedPort(cols.counters)
-    total = int(rec.ends[-1]) if len(rec.parts) else 0
+    total = len(rec.data)
     if not len(cols.t):
         pipeline.stats.update({f"bytes.{port}": total, f"done.{port}": total})
         return {}
@@ -208,12 +209,12 @@ def replay_columnar(capture_dir: Path, cfg: SensorsConfig, store: Store, *, hour
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     kinds = {p.name: p.kind for p in cfg.enabled_ports()}
     for name, rec in records.items():  # GNSS first: the clock check covers every port
-        if kinds.get(name) == "gnss" and rec.parts:
+        if kinds.get(name) == "gnss" and len(rec.t):
             for ch, (t, v) in _gnss_port(pipeline, name, rec).items():
                 arrays[ch] = (t, v)
     for name, rec in records.items():
         if kinds.get(name) == "bridge":
-            replay_bridge_port(pipeline, name, rec.t, b"".join(rec.parts), rec.ends)
+            replay_bridge_port(pipeline, name, rec.t, rec.data, rec.ends)
     pipeline.finish()
     if any(pipeline.stats[k] for k in ("drops.subscriber_exception", "drops.decoder_exception_finish")):
         raise Unsupported("a decoder or subscriber raised (see the log)")

@@ -340,14 +340,14 @@ class SeismicProcessor:
         t = np.asarray(seg.time(np.arange(first + skip, first + len(av))))
         a = av[skip:]
         w = np.floor(t / cfg.pgv_window_s + 1e-9)
-        starts = np.flatnonzero(np.diff(w)) + 1
-        for part_t, part_a in zip(np.split(t, starts), np.split(a, starts), strict=True):
-            ws = math.floor(part_t[0] / cfg.pgv_window_s + 1e-9) * cfg.pgv_window_s
+        first_of = np.concatenate(([0], np.flatnonzero(np.diff(w)) + 1))  # where each window's part starts
+        peaks = np.maximum.reduceat(a, first_of).tolist()
+        for ws, peak in zip((w[first_of] * cfg.pgv_window_s).tolist(), peaks, strict=True):
             if seg.win_start is not None and abs(ws - seg.win_start) > 1e-9:
                 out += self._close_window(seg)
             if seg.win_start is None:
                 seg.win_start = ws
-            seg.win_max = max(seg.win_max, float(part_a.max()))
+            seg.win_max = max(seg.win_max, peak)
         return out
 
     def _close_window(self, seg: _Segment) -> list[Sample]:
