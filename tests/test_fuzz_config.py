@@ -45,16 +45,16 @@ def _paths(tree: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 PATHS = _paths(EXAMPLE)
 
-scalars = st.one_of(
-    st.none(),
+present = st.one_of(  # TOML has no null: built without None, not filtered (hypothesis' filter_too_much)
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=40),
     st.sampled_from(["", "..", "/dev/null", "/", "127.0.0.1", "lews/v1/#", "a" * 300, "-1", "1e999"]),
 )
+scalars = st.one_of(st.none(), present)
 toml_values = st.recursive(
-    scalars.filter(lambda v: v is not None),
+    present,
     lambda inner: st.one_of(
         st.lists(inner, max_size=4), st.dictionaries(st.text(min_size=1, max_size=12), inner, max_size=4)
     ),
@@ -106,7 +106,11 @@ def test_mutated_example_is_valid_or_a_config_error(muts: list[tuple[tuple[Any, 
     _must_be_config_or_config_error(doc)
 
 
-@settings(max_examples=CASES_RANDOM_DOC, deadline=None)
+# One full-suite run failed here on the filter_too_much health check (7 inputs generated, 50
+# filtered out). The None filter is gone (see `present`); what is left are overruns of hypothesis'
+# 8 kB choice buffer by six values of up to 12 leaves (strings up to 300 characters), which count
+# as filtered inputs. Nothing is filtered on purpose, so the check is off for this test.
+@settings(max_examples=CASES_RANDOM_DOC, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(doc=st.dictionaries(st.sampled_from([*EXAMPLE, "x", ""]), toml_values, max_size=6))
 def test_arbitrary_documents_are_valid_or_a_config_error(doc: dict[str, Any]) -> None:
     _must_be_config_or_config_error(doc)
