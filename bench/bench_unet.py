@@ -114,10 +114,10 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2 * inter / total
 
 
-def build_variant(hybrid: str, base: int, depth: int, batch: int, tmp: Path) -> dict[str, Any]:
+def build_variant(hybrid: str, base: int, depth: int, batch: int, tmp: Path, stem: int = 0) -> dict[str, Any]:
     """The re-parameterised torch module, its FP32 and INT8 sessions, its MACs per tile, an input."""
     torch.manual_seed(0)
-    net = UNet(7, base=base, depth=depth, variant="enhanced")
+    net = UNet(7, base=base, depth=depth, variant="enhanced", stem=stem)
     _randomise_bn(net, 1)
     net.eval()
     model = _Prob(reparameterise(net, hybrid)).eval()
@@ -150,13 +150,13 @@ def build_variant(hybrid: str, base: int, depth: int, batch: int, tmp: Path) -> 
     }
 
 
-def run(base: int, depth: int, batch: int, min_seconds: float) -> dict[str, Any]:
+def run(base: int, depth: int, batch: int, min_seconds: float, stem: int = 0) -> dict[str, Any]:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     with tempfile.TemporaryDirectory(prefix="lews-bench-unet-") as d:
         tmp = Path(d)
         gemm, feeds = gemm_session(tmp)
-        built = {h: build_variant(h, base, depth, batch, tmp) for h in HYBRID_FORMS}
+        built = {h: build_variant(h, base, depth, batch, tmp, stem) for h in HYBRID_FORMS}
         fns: dict[str, Callable[[], object]] = {"peak": lambda: gemm.run(None, feeds)}
         for h, v in built.items():
             xt = torch.from_numpy(v["x"])
@@ -188,7 +188,8 @@ def run(base: int, depth: int, batch: int, min_seconds: float) -> dict[str, Any]
         }
     return {
         "benchmark": "unet",
-        "architecture": f"enhanced U-Net, base {base}, depth {depth}, 7 x 128 x 128 tiles, batch {batch}",
+        "architecture": f"enhanced U-Net, base {base}, stem {stem or base}, depth {depth}, "
+        f"7 x 128 x 128 tiles, batch {batch}",
         "weights": "random (speed only); mask Dice = INT8 vs FP32 fidelity, not skill",
         "threads": 1,
         "timing": "round robin over every function (ratios hold under changing load)",
@@ -214,11 +215,12 @@ def _no_grad(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def main(
     base: int = typer.Option(8, help="U-Net base width (the demo bundle's: 8)."),
     depth: int = typer.Option(3, help="U-Net depth (the demo bundle's: 3)."),
+    stem: int = typer.Option(0, help="Width of the full-resolution stage (0: the base width)."),
     batch: int = typer.Option(2, help="Tiles per run (the daemon's risk map: 2)."),
     min_seconds: float = typer.Option(1.0, help="Time each measurement at least this long."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the figures here."),
 ) -> None:
-    result = run(base, depth, batch, min_seconds)
+    result = run(base, depth, batch, min_seconds, stem)
     if json_out is not None:
         json_out.write_text(json.dumps(result) + "\n", encoding="utf-8")
     typer.echo(json.dumps(result))

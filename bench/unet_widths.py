@@ -144,13 +144,14 @@ def run_width(tiles_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
                 "dice": {vid: round(_dice(c), 4) for vid, c in counts.items()},
             }
         )
-        log.info("base %d fold %d: %s (%.0f s)", cfg.base, k, folds[-1]["dice"], train_s)
+        log.info("base %d stem %d fold %d: %s (%.0f s)", cfg.base, cfg.stem, k, folds[-1]["dice"], train_s)
     dice = {vid: _dice(tuple(map(sum, zip(*cs, strict=True)))) for vid, cs in pooled.items()}  # type: ignore[arg-type]
     if net is None:
         raise ValueError("no folds")
     return {
         "base": cfg.base,
-        "widths": [cfg.base * 2**i for i in range(cfg.depth + 1)],
+        "stem": cfg.stem,
+        "widths": [cfg.stem or cfg.base] + [cfg.base * 2**i for i in range(1, cfg.depth + 1)],
         "params": count_params(net),
         "macs_per_128px_tile": count_flops(reparameterise(net), 128, 128, len(channels)) // 2,
         "pooled_dice": {k: round(v, 4) for k, v in dice.items()},
@@ -169,6 +170,7 @@ def main(
     tiles_dir: Path = typer.Argument(..., help="Bijie tile dir (agent-export data import bijie)."),
     base: list[int] = typer.Option([8], "--base", help="U-Net base widths to train (repeatable)."),
     depth: int = typer.Option(3, help="U-Net depth."),
+    stem: int = typer.Option(0, help="Width of the full-resolution stage (0: the base width)."),
     folds: int = typer.Option(5, help="Folds (by image)."),
     epochs: int = typer.Option(20, help="Epochs per fold."),
     seed: int = typer.Option(0, help="Seed (folds, init, augmentation)."),
@@ -180,7 +182,15 @@ def main(
     results = []
     for b in base:
         cfg = TrainConfig(
-            epochs=epochs, seed=seed, base=b, depth=depth, batch_size=4, lr=2e-3, tile=tile, folds=folds
+            epochs=epochs,
+            seed=seed,
+            base=b,
+            depth=depth,
+            stem=stem,
+            batch_size=4,
+            lr=2e-3,
+            tile=tile,
+            folds=folds,
         )
         results.append(run_width(tiles_dir, cfg))
         if json_out is not None:

@@ -104,6 +104,27 @@ def test_reparameterised_network_matches_to_1e4(variant: str, hybrid: str) -> No
     assert net.training is False and count_params(fused) > 0
 
 
+def test_stem_widens_only_the_full_resolution_stage() -> None:
+    torch.manual_seed(5)
+    plain, wide = UNet(7, base=4, depth=2), UNet(7, base=4, depth=2, stem=8)
+
+    def convs(net: nn.Module) -> list[tuple[int, int]]:
+        return [(m.in_channels, m.out_channels) for m in net.modules() if isinstance(m, nn.Conv2d)]
+
+    # widths [8, 8, 16] against [4, 8, 16]: the deeper stages keep base * 2**i, fed by the wider stem
+    assert convs(wide.down[0])[:2] == [(7, 8), (7, 8)] and convs(plain.down[0])[:2] == [(7, 4), (7, 4)]
+    assert convs(wide.down[1])[:2] == [(8, 8), (8, 8)] and convs(plain.down[1])[:2] == [(4, 8), (4, 8)]
+    assert convs(wide.head) == [(8, 1)] and convs(plain.head) == [(4, 1)]
+    assert count_params(wide.bottleneck) == count_params(plain.bottleneck)
+    _randomise_bn(wide, 6)
+    wide.eval()
+    x = torch.randn(2, 7, 32, 32)
+    with torch.no_grad():
+        out = wide(x)
+        diff = (out - reparameterise(wide, "two3x3")(x)).abs().max().item()
+    assert out.shape == (2, 1, 32, 32) and diff < 1e-4
+
+
 def test_mcsa_weights_features_in_0_2() -> None:
     torch.manual_seed(0)
     att = MCSA(8)

@@ -113,6 +113,9 @@ def train_unet(
     seed: int = typer.Option(0, "--seed"),
     base: int = typer.Option(16, "--base", min=2, help="Width of the first stage (Jetson default 16)."),
     depth: int = typer.Option(4, "--depth", min=1, max=5, help="Down-sampling steps."),
+    stem: int = typer.Option(
+        0, "--stem", min=0, help="Width of the full-resolution stage (0: --base; INT8 kernels like >= 16)."
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=2),
     lr: float = typer.Option(1e-3, "--lr"),
     threads: int = typer.Option(0, "--threads", help="torch threads (0: torch's default)."),
@@ -140,6 +143,7 @@ def train_unet(
         seed=seed,
         base=base,
         depth=depth,
+        stem=stem,
         batch_size=batch_size,
         lr=lr,
         tile=tile,

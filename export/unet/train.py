@@ -34,6 +34,7 @@ class TrainConfig:
     seed: int = 0
     base: int = 16
     depth: int = 4
+    stem: int = 0  # width of the full-resolution stage (0: base)
     batch_size: int = 8
     lr: float = 1e-3
     rf_pixels: int = 30000
@@ -72,7 +73,7 @@ def train_variant(
     """Adam on Dice+BCE with flips/rot90 (+ brightness) augmentation; keeps the lowest-val-loss epoch."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    net = UNet(int(x_train.shape[1]), cfg.base, cfg.depth, variant)
+    net = UNet(int(x_train.shape[1]), cfg.base, cfg.depth, variant, stem=cfg.stem)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     xt = torch.from_numpy(x_train)
     yt = torch.from_numpy(y_train[:, None].astype(np.float32))
