@@ -1,11 +1,15 @@
-"""The columnar NMEA helpers on their own: grouping equal rows by hash (with its collision path)."""
+"""The columnar NMEA helpers on their own: grouping equal rows by hash (with its collision path), the
+line checks and headers against the live framer."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from agent.errors import Unsupported
 from agent.sensors import nmea_columnar
+from agent.sensors.gnss_frames import GnssFramer, nmea_identity
+from agent.sensors.gnss_frames_columnar import HEAD, frame_stream, nmea_headers
 
 Grouping = tuple[np.ndarray, np.ndarray]
 
@@ -43,3 +47,40 @@ def test_a_hash_collision_falls_back_to_comparing_the_rows(monkeypatch: pytest.M
     got = nmea_columnar._alike(rows)
     assert len(got[0]) > 1
     _same_partition(got, _reference(rows), rows)
+
+
+def _line(body: str) -> bytes:
+    xor = 0
+    for c in body.encode():
+        xor ^= c
+    return f"${body}*{xor:02X}\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "GNGGA,1,2",  # the common form: the comma right after the header
+        "GPXYZ",  # no comma at all
+        "G*P,1",  # a '*' before the first comma
+        "ABCDEFGHIJKL,1",  # a header longer than the window, its comma after it
+        "ABCDEFGHIJKL",  # ... and none
+        "A,",  # shorter than the window
+    ],
+)
+def test_line_checks_decide_as_the_live_framer(body: str) -> None:
+    """frame_stream frames what the live framer frames, and refuses (Unsupported) what it would not."""
+    stream = _line("GNRMC,1,A") + _line(body) + _line("GNGGA,2,3")
+    framer = GnssFramer(frozenset())
+    live = [*framer.feed(stream), *framer.finish()]
+    if [f.raw for f in live] == [_line("GNRMC,1,A"), _line(body), _line("GNGGA,2,3")]:
+        cols = frame_stream(stream)
+        assert np.array_equal(cols.end, np.cumsum([len(f.raw) for f in live]))
+        if len(nmea_identity(_line(body))) < HEAD:
+            ids, names = nmea_headers(cols)
+            assert [names[i] for i in ids] == [nmea_identity(f.raw) for f in live]
+        else:  # the columnar replay refuses the capture and replays it record by record
+            with pytest.raises(Unsupported):
+                nmea_headers(cols)
+    else:
+        with pytest.raises(Unsupported):
+            frame_stream(stream)

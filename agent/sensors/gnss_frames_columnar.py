@@ -28,6 +28,7 @@ for _i, _c in enumerate(b"0123456789ABCDEF"):
 for _i, _c in enumerate(b"abcdef"):
     _HEX[_c] = 10 + _i
 _LINE_BYTES = bytes(range(0x20, 0x7F)) + b"\r\n"  # printable ASCII, CR, LF
+HEAD = 9  # bytes after a line's "$" that hold its header and first separator
 
 
 @dataclass
@@ -40,6 +41,9 @@ class FrameArrays:
     kind: np.ndarray  # UBX | NMEA
     nmea_text: bytes = b""  # every NMEA line, joined in order (each ends with its line feed)
     nmea_off: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # where each starts
+    # the HEAD bytes after each '$' and where the first ',' or '*' is among them (HEAD: none)
+    nmea_head: np.ndarray = field(default_factory=lambda: np.zeros((0, HEAD), dtype=np.uint8))
+    nmea_mark: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.start)
@@ -164,10 +168,16 @@ def _check_nmea(f: FrameArrays) -> None:
         raise Unsupported("a '$' inside an NMEA line")
     if f.nmea_text.translate(None, _LINE_BYTES):  # what is left: bytes no line may hold
         raise Unsupported("an NMEA line with unprintable bytes")
-    commas = np.flatnonzero(text == 0x2C)
-    first_comma = np.append(commas, len(text))[np.searchsorted(commas, off)]
-    if np.any(first_comma >= off + (line_end - s)):
-        raise Unsupported("an NMEA line without a comma")
+    _header_window(f)
+    # a comma among the bytes after '$' before the first '*' proves one; the lines it does not
+    # prove (a '*' first, or a header longer than the window) are searched one by one
+    n_line = line_end - s
+    mark = f.nmea_mark
+    proven = (mark < HEAD) & (mark + 1 < n_line)
+    proven[proven] = f.nmea_head[np.flatnonzero(proven), mark[proven]] == 0x2C
+    for i in np.flatnonzero(~proven).tolist():
+        if f.nmea_text.find(b",", int(off[i]), int(off[i] + n_line[i])) < 0:
+            raise Unsupported("an NMEA line without a comma")
     hi, lo = _HEX[b[star + 1]], _HEX[b[star + 2]]
     if np.any(b[star] != 0x2A) or np.any(hi < 0) or np.any(lo < 0):
         raise Unsupported("an NMEA line without *hh")
@@ -176,21 +186,26 @@ def _check_nmea(f: FrameArrays) -> None:
         raise Unsupported("an NMEA checksum fails")
 
 
+def _header_window(f: FrameArrays) -> None:
+    """``nmea_head`` and ``nmea_mark`` of the joined lines (``nmea_text`` / ``nmea_off``)."""
+    b = np.frombuffer(f.nmea_text + bytes(HEAD), dtype=np.uint8)
+    f.nmea_head = sliding_window_view(b, HEAD)[f.nmea_off + 1]
+    mark = (f.nmea_head == 0x2C) | (f.nmea_head == 0x2A)
+    f.nmea_mark = np.where(mark.any(axis=1), np.argmax(mark, axis=1), HEAD)
+
+
 def nmea_headers(f: FrameArrays) -> tuple[np.ndarray, list[str]]:
     """For each NMEA frame (in order) an index into the returned list of identities (``GNGGA``...):
     the text between ``$`` and the first comma or star, as :func:`gnss_frames.nmea_identity`."""
-    off = f.nmea_off  # set by frame_stream's checks, which also made sure every line has a '*'
-    if not len(off):
+    # set by frame_stream's checks, which also made sure every line has a '*' and a ','
+    width = f.nmea_mark
+    if not len(width):
         return np.zeros(0, dtype=np.int64), []
-    # the 9 bytes after each '$' (a line is at least 5 bytes long and ends with "*hh\n": the first
-    # ',' or '*' among them is in the line, unless the header is longer than 8 characters)
-    b = np.frombuffer(f.nmea_text + bytes(9), dtype=np.uint8)
-    head = sliding_window_view(b, 9)[off + 1]
-    mark = (head == 0x2C) | (head == 0x2A)
-    width = np.argmax(mark, axis=1)
-    if not np.all(mark.any(axis=1)):
-        raise Unsupported("an NMEA header longer than 8 characters")
-    head = np.where(np.arange(8) < width[:, None], head[:, :8], 0).astype(np.uint8)
+    # a line is at least 5 bytes long and ends with "*hh\n": the first ',' or '*' among the HEAD
+    # bytes after '$' is in the line, unless the header is longer than HEAD - 1 characters
+    if np.any(width >= HEAD):
+        raise Unsupported(f"an NMEA header longer than {HEAD - 1} characters")
+    head = np.where(np.arange(HEAD - 1) < width[:, None], f.nmea_head[:, : HEAD - 1], 0).astype(np.uint8)
     code = np.ascontiguousarray(head).view("<u8").ravel()
     uniq, inverse = np.unique(code, return_inverse=True)
     names = [int(c).to_bytes(8, "little").rstrip(b"\x00").decode("ascii") for c in uniq]
