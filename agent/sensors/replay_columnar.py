@@ -61,6 +61,7 @@ def read_records(path: Path, stats: ReadStats) -> PortRecords:
             f"{path} does not start with {MAGIC!r}", fix="pass a .cap file written by the agent"
         )
     times: list[float] = []
+    starts: list[int] = []
     lengths: list[int] = []
     pos, size, head = len(MAGIC), len(data), RECORD.size
     unpack = RECORD.unpack_from
@@ -71,16 +72,15 @@ def read_records(path: Path, stats: ReadStats) -> PortRecords:
         if size - pos - head < n:
             break
         times.append(t)
+        starts.append(pos + head)
         lengths.append(n)
         pos += head + n
     stats.truncated_tail += size - pos
-    ends = np.cumsum(lengths, dtype=np.int64)
-    starts = len(MAGIC) + head * np.arange(1, len(ends) + 1) + ends - np.asarray(lengths, dtype=np.int64)
     view = memoryview(data)
-    joined = b"".join([view[a : a + n] for a, n in zip(starts.tolist(), lengths, strict=True)])
+    joined = b"".join([view[a : a + n] for a, n in zip(starts, lengths, strict=True)])
     stats.records += len(lengths)
     stats.bytes += len(joined)
-    return PortRecords(np.asarray(times, dtype=np.float64), joined, ends)
+    return PortRecords(np.asarray(times, dtype=np.float64), joined, np.cumsum(lengths, dtype=np.int64))
 
 
 class DecodedPort:
