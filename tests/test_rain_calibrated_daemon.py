@@ -27,14 +27,13 @@ from agent.sensors.gnss_sim import QualitySegment, SimConfig, Trajectory
 from export.rain.table import read_table
 from firmware_bridge.scenario import RainStep, Scenario
 
-CUBATAO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cubatao-rain-landslides"
 DAY = 86400.0
 LEVELS = ("advisory", "watch", "warning")
 STORM_DAYS = 4  # the landslide day and the three before it
 REAL_S = 24.0  # wall seconds for the replay
 
 
-def _calibrate(tmp_path: Path) -> tuple[Path, Path]:
+def _calibrate(tmp_path: Path, cubatao: Path) -> tuple[Path, Path]:
     table, out = tmp_path / "cubatao.csv", tmp_path / "thresholds.toml"
     run = [sys.executable, "-m", "export.cli"]
     imp = subprocess.run(
@@ -44,9 +43,9 @@ def _calibrate(tmp_path: Path) -> tuple[Path, Path]:
             "import",
             "rain-catalogue",
             "--rain",
-            str(CUBATAO / "raingauge-hb.csv"),
+            str(cubatao / "raingauge-hb.csv"),
             "--landslides",
-            str(CUBATAO / "landslides.csv"),
+            str(cubatao / "landslides.csv"),
             "--out",
             str(table),
         ],
@@ -124,8 +123,10 @@ def _scenario(day_mm: list[float]) -> DemoScenario:
     return DemoScenario(bridge, gnss, days, START_UTC + 10 * days * DAY)
 
 
-def test_calibrated_site_warns_through_the_real_daemon_and_broker(mosquitto, tmp_path: Path) -> None:
-    table, thresholds = _calibrate(tmp_path)
+def test_calibrated_site_warns_through_the_real_daemon_and_broker(
+    mosquitto, tmp_path: Path, shared_data: Path
+) -> None:
+    table, thresholds = _calibrate(tmp_path, shared_data / "cubatao-rain-landslides")
     cal = tomllib.loads(thresholds.read_text())["warning"]["sites"]["demo-site"]["rainfall"]["calibrated"]
     index, day_mm, want = _storm(table, cal)
     rule = cal[LEVELS[want - 1]]

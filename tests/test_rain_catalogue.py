@@ -19,9 +19,6 @@ from export.rain.landslides import read_landslides
 from export.rain.series import read_rain
 from export.rain.table import build_table, read_table, write_table
 
-CUBATAO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cubatao-rain-landslides"
-SALMON = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "salmon-falls-gnss-hydro"
-
 
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
@@ -121,12 +118,13 @@ def test_no_events_and_empty_landslide_lists_are_refused(tmp_path: Path) -> None
         read_landslides(_write(tmp_path / "bad.csv", "date\n2020-01-01\n31/31/2020\n"))
 
 
-def test_cubatao_wide_layout_real_catalogue(tmp_path: Path) -> None:
-    series = read_rain(CUBATAO / "raingauge-hb.csv")
+def test_cubatao_wide_layout_real_catalogue(shared_data: Path) -> None:
+    cubatao = shared_data / "cubatao-rain-landslides"
+    series = read_rain(cubatao / "raingauge-hb.csv")
     assert series.layout == "wide" and series.kind == "daily" and series.mm.size == 6210  # 2000-2016
     gaps = series.gaps()
     assert len(gaps) == 1 and gaps[0][1] == 1  # one empty cell on a day that exists: reported
-    ls = read_landslides(CUBATAO / "landslides.csv")
+    ls = read_landslides(cubatao / "landslides.csv")
     assert len(ls) == 471
     table = build_table(series, ls, "landslides.csv")
     assert table.meta["landslide_days"] == 233 and table.meta["landslides_total"] == 471
@@ -143,15 +141,16 @@ def test_wide_layout_refuses_a_value_on_a_day_the_month_lacks(tmp_path: Path) ->
         read_rain(path)
 
 
-def test_noaa_daily_export_through_the_existing_reader(tmp_path: Path) -> None:
-    series = read_rain(SALMON / "water" / "NOAA_Castleford_daily.txt")
+def test_noaa_daily_export_through_the_existing_reader(shared_data: Path) -> None:
+    series = read_rain(shared_data / "salmon-falls-gnss-hydro" / "water" / "NOAA_Castleford_daily.txt")
     assert series.layout == "noaa" and series.kind == "daily" and series.mm.size > 900  # 2016-01..2018-07
     assert 0 < np.nanmax(series.mm) < 100  # PRCP inches converted to mm: a plausible wettest day
     gaps = series.gaps()  # -9999 days are reported as gaps, never filled
     assert sum(n for _, n, _ in gaps) == int(np.isnan(series.mm).sum())
 
 
-def test_cli_import_on_cubatao_prints_the_table_summary(tmp_path: Path) -> None:
+def test_cli_import_on_cubatao_prints_the_table_summary(tmp_path: Path, shared_data: Path) -> None:
+    cubatao = shared_data / "cubatao-rain-landslides"
     out = tmp_path / "table.csv"
     cmd = [
         sys.executable,
@@ -161,9 +160,9 @@ def test_cli_import_on_cubatao_prints_the_table_summary(tmp_path: Path) -> None:
         "import",
         "rain-catalogue",
         "--rain",
-        str(CUBATAO / "raingauge-hb.csv"),
+        str(cubatao / "raingauge-hb.csv"),
         "--landslides",
-        str(CUBATAO / "landslides.csv"),
+        str(cubatao / "landslides.csv"),
         "--out",
         str(out),
     ]

@@ -14,12 +14,11 @@ from export.rain.series import read_rain
 from export.rain.table import build_table
 from export.rain.validate import id_curve
 
-CUBATAO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cubatao-rain-landslides"
 
-
-def test_the_quoted_cost_of_the_default_is_what_the_catalogue_gives() -> None:
+def test_the_quoted_cost_of_the_default_is_what_the_catalogue_gives(shared_data: Path) -> None:
+    cubatao = shared_data / "cubatao-rain-landslides"
     table = build_table(
-        read_rain(CUBATAO / "raingauge-hb.csv"), read_landslides(CUBATAO / "landslides.csv"), "landslides.csv"
+        read_rain(cubatao / "raingauge-hb.csv"), read_landslides(cubatao / "landslides.csv"), "landslides.csv"
     )
     got = id_curve(table.subset(table.usable))
     for lv in ("advisory", "watch"):
