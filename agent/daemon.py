@@ -243,10 +243,6 @@ class Daemon:
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
 
-    def request_stop(self) -> None:
-        """Ask ``wait()`` to return (signal handlers call this); ``stop()`` then shuts down."""
-        self._stopped.set()
-
     def _on_fatal(self, reason: str) -> None:
         self.fatal = reason
         log.critical("stopping: %s", reason)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -49,6 +48,7 @@ def run(
     from agent.config import load_config
     from agent.daemon import Daemon
     from agent.inference.heap import limit_malloc_arenas
+    from agent.stop_signal import StopSignals
 
     limit_malloc_arenas()  # before the daemon's threads exist (bench/bench_memory.py, docs/performance.md)
     try:
@@ -65,18 +65,12 @@ def run(
         else:
             daemon = Daemon(cfg)
 
-        def _term(signum: int, _frame: object) -> None:
-            log.info("signal %s: stopping", signal.Signals(signum).name)
-            daemon.request_stop()
-
         # before start(): READY=1 goes out inside it, and a stop right after READY must be clean
-        signal.signal(signal.SIGTERM, _term)
-        signal.signal(signal.SIGINT, _term)
+        signals = StopSignals().install()
         daemon.start()
     except LewsError as exc:
         raise _fail(exc) from exc
-    while not daemon.wait(1.0):
-        pass
+    signals.wait(daemon.wait)
     daemon.stop()
     if daemon.fatal:
         typer.echo(f"error: {daemon.fatal}", err=True)

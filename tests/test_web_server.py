@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -249,8 +250,13 @@ def test_status_page_command_serves_until_sigterm(tmp_path: Path) -> None:
         assert f"status page on http://127.0.0.1:{port}/" in line, line
         code_, _, body = _get(f"http://127.0.0.1:{port}/status.json")
         assert code_ == 200 and json.loads(body)["site"] == "demo-site"
+        os.kill(proc.pid, signal.SIGUSR1)  # a technician's stack dump: printed, nothing stops
+        time.sleep(0.5)
+        assert proc.poll() is None and _get(f"http://127.0.0.1:{port}/status.json")[0] == 200
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(15) == 0
+        rest = proc.stdout.read()
+        assert "most recent call first" in rest and "serve_forever" in rest, rest
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -2,7 +2,9 @@
 
 A time-compressed demo paced by the wall clock depends on the machine: on a loaded one the daemon
 reads the ptys late, evaluates late and sees partial days, and the levels come out in another order.
-Here the demo owns the clock. Each step of :data:`STEP_S` scenario seconds it
+Here the demo owns the clock. It first waits until the daemon has opened both ports (pyserial's
+``open()`` flushes the tty's input queue: a step written before that is lost, and the demo would wait
+for it forever). Then each step of :data:`STEP_S` scenario seconds it
 
 1. writes what the simulated devices send up to the step's end (GNSS epochs, bridge frames; the
    bridge's answers to the daemon's commands too) to their pseudo-terminals,
@@ -131,12 +133,21 @@ class Lockstep:
         done: Callable[[], dict[str, Any]],
         evaluate: Callable[[float], bool],
         *,
+        ports_open: Callable[[], bool],
         stop: threading.Event,
         pace_s_per_day: float = 0.0,
         on_step: Callable[[float], None] | None = None,
     ) -> None:
         """Step through the whole scenario. ``done()``: the pipeline's stats; ``evaluate(timeout)``: one
-        evaluation of the daemon, True when it ran."""
+        evaluation of the daemon, True when it ran; ``ports_open()``: the daemon holds both ports open."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while not ports_open():
+            if time.monotonic() > deadline or stop.is_set():
+                raise DemoStalled(
+                    f"the daemon did not open the demo's ports {self.gnss.path} and {self.bridge.path}",
+                    fix="see the daemon's log lines above",
+                )
+            time.sleep(0.005)
         t = self.start_utc
         wall0 = time.monotonic()
         wire_t = self.scenario.wire_trip_t

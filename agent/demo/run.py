@@ -246,6 +246,7 @@ def run_demo(
         site.run(
             daemon.pipeline.stats_snapshot,
             daemon.evaluate_loop.run_once,
+            ports_open=lambda: all(r.counters.connected for r in daemon.pipeline.readers),
             stop=stop,
             pace_s_per_day=pace,
             on_step=on_step,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +10,7 @@ import typer
 
 from agent.errors import LewsError
 from agent.report.cli import ConfigOpt, StateDirOpt, StoreOpt
+from agent.stop_signal import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +32,7 @@ def status_page(
     from agent.report.cli import resolve
     from agent.web.server import StatusApp, StatusServer
 
+    signals = StopSignals().install()  # before the server thread starts
     try:
         paths, warning, site = resolve(config, state_dir, store)
         settings = WebSettings(
@@ -49,10 +48,7 @@ def status_page(
             typer.echo(f"fix: {exc.fix}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"status page on {server.url} (state {paths.state_dir})")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
+    signals.wait()
     server.stop()
 
 
