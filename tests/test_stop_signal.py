@@ -9,6 +9,7 @@ failure instead of a hung test run.
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import threading
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ def restored_handlers() -> Iterator[None]:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        faulthandler.unregister(signal.SIGUSR1)  # install() registered the stack dump
         for signum, handler in saved.items():
             signal.signal(signum, handler)
 
