@@ -101,8 +101,13 @@ def test_weights_cannot_saturate_on_any_cpu(disp: tuple[object, Path], tmp_path:
     gap = [float(np.abs(a - b).max() / b.std()) for a, b in zip(fused, reference, strict=True)]
     if variant == "int8_ort":
         assert gap == [0.0, 0.0]  # u8u8: the fused kernels give exactly the reference integers
-    else:  # s8 activations: last-step rounding remains (measured 0.021 std; 8-bit weights: 0.054)
-        assert max(gap) <= 0.035
+    else:
+        # s8 activations: requantization rounding remains, and it depends on the CPU's kernels: max
+        # 0.021 std on a Sapphire Rapids (AMX), 0.054 on an AMD EPYC with AVX512-VNNI (whose 8-bit
+        # weights gave 0.027: rounding, not saturation). The saturation this guards against gave
+        # 0.15-0.21 on the AVX2 Xeon (docs/int8.md, issue 14); rounding is small on most samples.
+        assert max(gap) <= 0.08
+        assert float(np.abs(fused[0] - reference[0]).mean() / reference[0].std()) <= 0.01
 
 
 def _weight_initializers(path: Path) -> list[np.ndarray]:
