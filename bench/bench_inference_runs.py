@@ -47,7 +47,7 @@ def _run(name: str, args: list[str], timeout_s: float) -> tuple[dict[str, Any], 
 
 def train_runs(work: Path) -> tuple[Path, Path] | None:
     """Tiny SYNTHETIC runs with the demo bundle's architecture (reused when already in ``work``)."""
-    from export.make_default_bundle import DEMO_DROPPED, UNET_BASE, UNET_DEPTH
+    from export.make_default_bundle import DEMO_DROPPED, UNET_ARCHITECTURE
 
     disp, unet = work / "displacement-run", work / "unet-run"
     steps: list[tuple[Path, list[list[str]]]] = [
@@ -114,10 +114,7 @@ def train_runs(work: Path) -> tuple[Path, Path] | None:
                     str(unet),
                     "--epochs",
                     "1",
-                    "--base",
-                    str(UNET_BASE),
-                    "--depth",
-                    str(UNET_DEPTH),
+                    *UNET_ARCHITECTURE,
                     "--threads",
                     "1",
                 ],

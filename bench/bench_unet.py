@@ -1,6 +1,7 @@
 """The INT8 U-Net against the machine's INT8 peak and torch eager FP32, one thread, one run.
 
-    .venv/bin/python bench/bench_unet.py [--base 8] [--depth 3] [--batch 2] [--min-seconds 1] [--json OUT]
+    .venv/bin/python bench/bench_unet.py [--base 32] [--depth 1] [--s2d 4] [--batch 2]
+        [--min-seconds 1] [--json OUT]
 
 In ONE process, one intra-op thread everywhere (torch.set_num_threads(1), onnxruntime intra 1):
 
@@ -44,6 +45,7 @@ from onnx import TensorProto, helper
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memlib import load
 
+from export.make_default_bundle import UNET_BASE, UNET_DEPTH, UNET_S2D
 from export.quantize import SCHEMES, output_activation_ops, preprocess, quantize, schemes_for
 from export.unet.model import UNet, count_flops
 from export.unet.reparam import EXPORT_HYBRID, HYBRID_FORMS, reparameterise
@@ -114,10 +116,12 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2 * inter / total
 
 
-def build_variant(hybrid: str, base: int, depth: int, batch: int, tmp: Path, stem: int = 0) -> dict[str, Any]:
+def build_variant(
+    hybrid: str, base: int, depth: int, batch: int, tmp: Path, stem: int = 0, s2d: int = 1
+) -> dict[str, Any]:
     """The re-parameterised torch module, its FP32 and INT8 sessions, its MACs per tile, an input."""
     torch.manual_seed(0)
-    net = UNet(7, base=base, depth=depth, variant="enhanced", stem=stem)
+    net = UNet(7, base=base, depth=depth, variant="enhanced", stem=stem, s2d=s2d)
     _randomise_bn(net, 1)
     net.eval()
     model = _Prob(reparameterise(net, hybrid)).eval()
@@ -150,13 +154,13 @@ def build_variant(hybrid: str, base: int, depth: int, batch: int, tmp: Path, ste
     }
 
 
-def run(base: int, depth: int, batch: int, min_seconds: float, stem: int = 0) -> dict[str, Any]:
+def run(base: int, depth: int, batch: int, min_seconds: float, stem: int = 0, s2d: int = 1) -> dict[str, Any]:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     with tempfile.TemporaryDirectory(prefix="lews-bench-unet-") as d:
         tmp = Path(d)
         gemm, feeds = gemm_session(tmp)
-        built = {h: build_variant(h, base, depth, batch, tmp, stem) for h in HYBRID_FORMS}
+        built = {h: build_variant(h, base, depth, batch, tmp, stem, s2d) for h in HYBRID_FORMS}
         fns: dict[str, Callable[[], object]] = {"peak": lambda: gemm.run(None, feeds)}
         for h, v in built.items():
             xt = torch.from_numpy(v["x"])
@@ -189,7 +193,7 @@ def run(base: int, depth: int, batch: int, min_seconds: float, stem: int = 0) ->
     return {
         "benchmark": "unet",
         "architecture": f"enhanced U-Net, base {base}, stem {stem or base}, depth {depth}, "
-        f"7 x 128 x 128 tiles, batch {batch}",
+        f"space-to-depth {s2d}, 7 x 128 x 128 tiles, batch {batch}",
         "weights": "random (speed only); mask Dice = INT8 vs FP32 fidelity, not skill",
         "threads": 1,
         "timing": "round robin over every function (ratios hold under changing load)",
@@ -213,14 +217,17 @@ def _no_grad(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def main(
-    base: int = typer.Option(8, help="U-Net base width (the demo bundle's: 8)."),
-    depth: int = typer.Option(3, help="U-Net depth (the demo bundle's: 3)."),
+    base: int = typer.Option(UNET_BASE, help="U-Net base width (default: the demo bundle's)."),
+    depth: int = typer.Option(UNET_DEPTH, help="U-Net depth (default: the demo bundle's)."),
     stem: int = typer.Option(0, help="Width of the full-resolution stage (0: the base width)."),
+    s2d: int = typer.Option(
+        UNET_S2D, help="Space-to-depth factor of the input (1: none; default: the demo bundle's)."
+    ),
     batch: int = typer.Option(2, help="Tiles per run (the daemon's risk map: 2)."),
     min_seconds: float = typer.Option(1.0, help="Time each measurement at least this long."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the figures here."),
 ) -> None:
-    result = run(base, depth, batch, min_seconds, stem)
+    result = run(base, depth, batch, min_seconds, stem, s2d)
     if json_out is not None:
         json_out.write_text(json.dumps(result) + "\n", encoding="utf-8")
     typer.echo(json.dumps(result))

@@ -1,7 +1,7 @@
 """Channel widths against Dice on the real Bijie pairs: k-fold CV by image, the shipped variant only.
 
-    .venv/bin/python bench/unet_widths.py TILES_DIR --base 8 --base 16 [--folds 5] [--epochs 20]
-        [--json OUT]
+    .venv/bin/python bench/unet_widths.py TILES_DIR --base 8 --base 16 [--s2d 4] [--depth 1] [--folds 5]
+        [--epochs 20] [--json OUT]
 
 TILES_DIR: ``agent-export data import bijie ../shared/data/bijie-landslide-mini --out T --size 96
 --tile 96`` (docs/riskmap.md section 8). For each ``--base`` the enhanced U-Net is trained per fold
@@ -144,13 +144,22 @@ def run_width(tiles_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
                 "dice": {vid: round(_dice(c), 4) for vid, c in counts.items()},
             }
         )
-        log.info("base %d stem %d fold %d: %s (%.0f s)", cfg.base, cfg.stem, k, folds[-1]["dice"], train_s)
+        log.info(
+            "base %d stem %d s2d %d fold %d: %s (%.0f s)",
+            cfg.base,
+            cfg.stem,
+            cfg.s2d,
+            k,
+            folds[-1]["dice"],
+            train_s,
+        )
     dice = {vid: _dice(tuple(map(sum, zip(*cs, strict=True)))) for vid, cs in pooled.items()}  # type: ignore[arg-type]
     if net is None:
         raise ValueError("no folds")
     return {
         "base": cfg.base,
         "stem": cfg.stem,
+        "s2d": cfg.s2d,
         "widths": [cfg.stem or cfg.base] + [cfg.base * 2**i for i in range(1, cfg.depth + 1)],
         "params": count_params(net),
         "macs_per_128px_tile": count_flops(reparameterise(net), 128, 128, len(channels)) // 2,
@@ -170,7 +179,8 @@ def main(
     tiles_dir: Path = typer.Argument(..., help="Bijie tile dir (agent-export data import bijie)."),
     base: list[int] = typer.Option([8], "--base", help="U-Net base widths to train (repeatable)."),
     depth: int = typer.Option(3, help="U-Net depth."),
-    stem: int = typer.Option(0, help="Width of the full-resolution stage (0: the base width)."),
+    stem: int = typer.Option(0, help="Width of the first stage (0: the base width)."),
+    s2d: int = typer.Option(1, help="Space-to-depth factor of the input (1: none)."),
     folds: int = typer.Option(5, help="Folds (by image)."),
     epochs: int = typer.Option(20, help="Epochs per fold."),
     seed: int = typer.Option(0, help="Seed (folds, init, augmentation)."),
@@ -187,6 +197,7 @@ def main(
             base=b,
             depth=depth,
             stem=stem,
+            s2d=s2d,
             batch_size=4,
             lr=2e-3,
             tile=tile,

@@ -19,6 +19,7 @@ from export.unet.model import (
     ConvBN,
     HybridConvBN,
     ProbabilityHead,
+    SpaceToDepth,
     UNet,
     count_flops,
     count_params,
@@ -123,6 +124,31 @@ def test_stem_widens_only_the_full_resolution_stage() -> None:
         out = wide(x)
         diff = (out - reparameterise(wide, "two3x3")(x)).abs().max().item()
     assert out.shape == (2, 1, 32, 32) and diff < 1e-4
+
+
+def test_space_to_depth_folds_pixels_into_channels_and_unfolds_one_logit_per_pixel() -> None:
+    torch.manual_seed(7)
+    net = UNet(7, base=16, depth=2, s2d=2)
+    first = net.down[0].c1.conv_s  # type: ignore[union-attr]
+    # 2 x 2 blocks of 7 channels -> 28 channels at half resolution; the head gives 4 logits per
+    # low-resolution pixel, unfolded back to one per input pixel
+    assert isinstance(first, nn.Conv2d) and (first.in_channels, first.out_channels) == (28, 16)
+    assert net.head.out_channels == 4
+    _randomise_bn(net, 8)
+    net.eval()
+    x = torch.randn(2, 7, 32, 32)
+    with torch.no_grad():
+        out = net(x)
+        diff = (out - reparameterise(net, "two3x3")(x)).abs().max().item()
+    assert out.shape == (2, 1, 32, 32) and diff < 1e-4
+    with pytest.raises(ValueError, match="s2d"):
+        UNet(7, base=4, depth=1, s2d=0)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_the_space_to_depth_convolution_is_pixel_unshuffle_exactly(factor: int) -> None:
+    x = torch.randn(3, 7, 32, 32)
+    assert torch.equal(SpaceToDepth(7, factor)(x), nn.PixelUnshuffle(factor)(x))
 
 
 def test_mcsa_weights_features_in_0_2() -> None:

@@ -114,7 +114,10 @@ def train_unet(
     base: int = typer.Option(16, "--base", min=2, help="Width of the first stage (Jetson default 16)."),
     depth: int = typer.Option(4, "--depth", min=1, max=5, help="Down-sampling steps."),
     stem: int = typer.Option(
-        0, "--stem", min=0, help="Width of the full-resolution stage (0: --base; INT8 kernels like >= 16)."
+        0, "--stem", min=0, help="Width of the first stage (0: --base; INT8 kernels like >= 16)."
+    ),
+    s2d: int = typer.Option(
+        1, "--s2d", min=1, help="Space-to-depth factor: fold s2d x s2d pixels into channels first (1: none)."
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=2),
     lr: float = typer.Option(1e-3, "--lr"),
@@ -144,6 +147,7 @@ def train_unet(
         base=base,
         depth=depth,
         stem=stem,
+        s2d=s2d,
         batch_size=batch_size,
         lr=lr,
         tile=tile,

@@ -71,8 +71,9 @@ class UnetRun:
     def model(self, variant: Variant, fold: int | None = None) -> UNet:
         """A trained network; ``fold`` k: the one trained without fold k's images (CV runs)."""
         cfg = self.doc["config"]
-        stem = int(cfg.get("stem", 0))  # runs written before the option: 0
-        net = UNet(len(self.channels), int(cfg["base"]), int(cfg["depth"]), variant, stem=stem)
+        # runs written before the options: stem 0, s2d 1
+        stem, s2d = int(cfg.get("stem", 0)), int(cfg.get("s2d", 1))
+        net = UNet(len(self.channels), int(cfg["base"]), int(cfg["depth"]), variant, stem=stem, s2d=s2d)
         path = self.model_dir(fold) / f"{variant}.pt"
         if not path.is_file():
             raise TrainingError(f"{path} is missing", fix="retrain the run with `agent-export train unet`")
@@ -160,7 +161,10 @@ def load_unet_run(run_dir: Path, fold: int | None = None) -> LoadedRun:
         "lsi_params": run.doc["lsi_params"],
         "variant": variant,
         "reparameterised": True,
-        "architecture": {k: run.doc["config"].get(k, 0) for k in ("base", "depth", "stem")},
+        "architecture": {
+            **{k: run.doc["config"].get(k, 0) for k in ("base", "depth", "stem")},
+            "s2d": run.doc["config"].get("s2d", 1),
+        },
         "synthetic_data": bool(run.doc.get("synthetic", False)),
         "stitching": {**stitching_geometry(tile), "module": "agent.features.tiling"},
         "source": run.doc.get("source", ""),

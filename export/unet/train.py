@@ -34,7 +34,8 @@ class TrainConfig:
     seed: int = 0
     base: int = 16
     depth: int = 4
-    stem: int = 0  # width of the full-resolution stage (0: base)
+    stem: int = 0  # width of the first stage (0: base)
+    s2d: int = 1  # space-to-depth factor of the input (1: none)
     batch_size: int = 8
     lr: float = 1e-3
     rf_pixels: int = 30000
@@ -73,7 +74,7 @@ def train_variant(
     """Adam on Dice+BCE with flips/rot90 (+ brightness) augmentation; keeps the lowest-val-loss epoch."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    net = UNet(int(x_train.shape[1]), cfg.base, cfg.depth, variant, stem=cfg.stem)
+    net = UNet(int(x_train.shape[1]), cfg.base, cfg.depth, variant, stem=cfg.stem, s2d=cfg.s2d)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     xt = torch.from_numpy(x_train)
     yt = torch.from_numpy(y_train[:, None].astype(np.float32))
@@ -196,9 +197,10 @@ def check_config(data_dir: Path, cfg: TrainConfig, tile_size: int) -> None:
             f"{data_dir} has {tile_size} px tiles, the config expects {cfg.tile}",
             fix="pass --tile matching the data dir",
         )
-    if cfg.tile % 2**cfg.depth:
+    if cfg.tile % (cfg.s2d * 2**cfg.depth):
         raise TrainingError(
-            f"tile {cfg.tile} is not a multiple of 2**depth={2**cfg.depth}", fix="lower --depth"
+            f"tile {cfg.tile} is not a multiple of s2d * 2**depth = {cfg.s2d * 2**cfg.depth}",
+            fix="lower --depth or --s2d",
         )
     if cfg.ship not in VARIANTS:
         raise TrainingError(f"--ship {cfg.ship!r} is not a U-Net variant", fix=f"one of {VARIANTS}")
