@@ -219,7 +219,7 @@ def _no_grad(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def main(
     base: int = typer.Option(UNET_BASE, help="U-Net base width (default: the demo bundle's)."),
     depth: int = typer.Option(UNET_DEPTH, help="U-Net depth (default: the demo bundle's)."),
-    stem: int = typer.Option(0, help="Width of the full-resolution stage (0: the base width)."),
+    stem: int = typer.Option(0, help="Width of the first stage (0: the base width)."),
     s2d: int = typer.Option(
         UNET_S2D, help="Space-to-depth factor of the input (1: none; default: the demo bundle's)."
     ),

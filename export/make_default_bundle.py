@@ -35,8 +35,8 @@ DAYS = 730
 DISP_EPOCHS = 40
 SCENE_TILES = 64
 UNET_EPOCHS = 24  # synthetic test Dice: 8 epochs 0.57, 24 epochs 0.68 (base 8 at 8 epochs: 0.67)
-# 4 x 4 space-to-depth, one 32-channel stage, a 64-channel bottleneck: 5x the INT8 tiles/s of the
-# earlier base 8 / depth 3 at a better and steadier Bijie Dice (docs/performance.md section 4)
+# 4 x 4 space-to-depth, one 32-channel stage, a 64-channel bottleneck: x6.3 the INT8 tiles/s of the
+# earlier base 8 / depth 3 (2-core AMD EPYC) at a better, steadier Bijie Dice (docs/performance.md 4)
 UNET_BASE = 32
 UNET_DEPTH = 1
 UNET_S2D = 4

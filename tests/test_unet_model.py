@@ -169,11 +169,14 @@ def test_enhanced_adds_attention_only() -> None:
     assert 2e9 < flops < 4e9  # docs/riskmap.md: ~3.0 GFLOPs per 128x128 tile for the default width
 
 
-def test_onnx_export_of_the_shipped_module_matches_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("base", "depth", "s2d"), [(4, 2, 1), (8, 1, 4)])
+def test_onnx_export_of_the_shipped_module_matches_torch(
+    tmp_path: Path, base: int, depth: int, s2d: int
+) -> None:
     import onnxruntime as ort
 
     torch.manual_seed(0)
-    net = UNet(7, base=4, depth=2, variant="enhanced")
+    net = UNet(7, base=base, depth=depth, variant="enhanced", s2d=s2d)
     _randomise_bn(net, 2)
     module = ProbabilityHead(reparameterise(net.eval())).eval()
     x = torch.randn(2, 7, 128, 128)
@@ -200,9 +203,16 @@ def test_onnx_export_of_the_shipped_module_matches_torch(tmp_path: Path) -> None
 
     graph = onnx.load(str(path)).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    inits.update(
+        {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"}
+    )
     kernels = [inits[n.input[1]] for n in graph.node if n.op_type == "Conv" and n.input[1] in inits]
-    assert kernels and max(k.shape[-1] for k in kernels) == 3
+    assert len(kernels) == sum(n.op_type == "Conv" for n in graph.node)
+    # the space-to-depth fold is the one s2d x s2d kernel (one-hot: every tap used); no float
+    # Transpose, which is what PixelUnshuffle exports to (slow in the INT8 graph)
+    assert kernels and sorted({k.shape[-1] for k in kernels}) == sorted({1, 3, s2d})
     assert all((np.abs(k).sum(axis=(0, 1)) > 0).all() for k in kernels)
+    assert "Transpose" not in {n.op_type for n in graph.node}
 
 
 def test_loss_and_metrics_by_hand() -> None:

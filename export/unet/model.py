@@ -155,7 +155,6 @@ class UNet(nn.Module):
             raise ValueError(f"s2d (space-to-depth factor) must be >= 1, got {s2d}")
         self.variant = variant
         self.depth = depth
-        self.s2d = s2d
         self.fold: nn.Module = SpaceToDepth(in_channels, s2d) if s2d > 1 else nn.Identity()
         self.unfold: nn.Module = nn.PixelShuffle(s2d) if s2d > 1 else nn.Identity()
         in_channels *= s2d * s2d
