@@ -105,6 +105,16 @@ def test_reparameterised_network_matches_to_1e4(variant: str, hybrid: str) -> No
     assert net.training is False and count_params(fused) > 0
 
 
+def _output_and_reparam_gap(net: UNet, bn_seed: int) -> tuple[torch.Tensor, float]:
+    """The eval network's output on a 32 px batch and its max gap to the two-3x3 re-parameterisation."""
+    _randomise_bn(net, bn_seed)
+    net.eval()
+    x = torch.randn(2, 7, 32, 32)
+    with torch.no_grad():
+        out = net(x)
+        return out, (out - reparameterise(net, "two3x3")(x)).abs().max().item()
+
+
 def test_stem_widens_only_the_full_resolution_stage() -> None:
     torch.manual_seed(5)
     plain, wide = UNet(7, base=4, depth=2), UNet(7, base=4, depth=2, stem=8)
@@ -117,12 +127,7 @@ def test_stem_widens_only_the_full_resolution_stage() -> None:
     assert convs(wide.down[1])[:2] == [(8, 8), (8, 8)] and convs(plain.down[1])[:2] == [(4, 8), (4, 8)]
     assert convs(wide.head) == [(8, 1)] and convs(plain.head) == [(4, 1)]
     assert count_params(wide.bottleneck) == count_params(plain.bottleneck)
-    _randomise_bn(wide, 6)
-    wide.eval()
-    x = torch.randn(2, 7, 32, 32)
-    with torch.no_grad():
-        out = wide(x)
-        diff = (out - reparameterise(wide, "two3x3")(x)).abs().max().item()
+    out, diff = _output_and_reparam_gap(wide, 6)
     assert out.shape == (2, 1, 32, 32) and diff < 1e-4
 
 
@@ -134,12 +139,7 @@ def test_space_to_depth_folds_pixels_into_channels_and_unfolds_one_logit_per_pix
     # low-resolution pixel, unfolded back to one per input pixel
     assert isinstance(first, nn.Conv2d) and (first.in_channels, first.out_channels) == (28, 16)
     assert net.head.out_channels == 4
-    _randomise_bn(net, 8)
-    net.eval()
-    x = torch.randn(2, 7, 32, 32)
-    with torch.no_grad():
-        out = net(x)
-        diff = (out - reparameterise(net, "two3x3")(x)).abs().max().item()
+    out, diff = _output_and_reparam_gap(net, 8)
     assert out.shape == (2, 1, 32, 32) and diff < 1e-4
     with pytest.raises(ValueError, match="s2d"):
         UNet(7, base=4, depth=1, s2d=0)

@@ -98,11 +98,10 @@ class SpaceToDepth(nn.Module):
     def __init__(self, channels: int, factor: int) -> None:
         super().__init__()
         self.factor = factor
-        weight = torch.zeros(channels * factor * factor, channels, factor, factor)
-        for c in range(channels):
-            for i in range(factor):
-                for j in range(factor):
-                    weight[(c * factor + i) * factor + j, c, i, j] = 1.0
+        # output channel (c * factor + i) * factor + j takes input channel c at offset (i, j): the
+        # row-major flattening of (channel, i, j), so the weights are an identity matrix reshaped
+        n = channels * factor * factor
+        weight = torch.eye(n).reshape(n, channels, factor, factor)
         self.weight: torch.Tensor
         self.register_buffer("weight", weight, persistent=False)
 

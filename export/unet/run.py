@@ -70,15 +70,22 @@ class UnetRun:
 
     def model(self, variant: Variant, fold: int | None = None) -> UNet:
         """A trained network; ``fold`` k: the one trained without fold k's images (CV runs)."""
-        cfg = self.doc["config"]
-        # runs written before the options: stem 0, s2d 1
-        stem, s2d = int(cfg.get("stem", 0)), int(cfg.get("s2d", 1))
-        net = UNet(len(self.channels), int(cfg["base"]), int(cfg["depth"]), variant, stem=stem, s2d=s2d)
+        net = UNet(len(self.channels), variant=variant, **self.architecture())
         path = self.model_dir(fold) / f"{variant}.pt"
         if not path.is_file():
             raise TrainingError(f"{path} is missing", fix="retrain the run with `agent-export train unet`")
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return net.eval()
+
+    def architecture(self) -> dict[str, int]:
+        """The network's shape options (runs written before ``stem`` / ``s2d`` existed: 0 / 1)."""
+        cfg = self.doc["config"]
+        return {
+            "base": int(cfg["base"]),
+            "depth": int(cfg["depth"]),
+            "stem": int(cfg.get("stem", 0)),
+            "s2d": int(cfg.get("s2d", 1)),
+        }
 
     def model_dir(self, fold: int | None = None) -> Path:
         return self.run_dir if fold is None else self.run_dir / "folds" / f"fold{fold}"
@@ -161,10 +168,7 @@ def load_unet_run(run_dir: Path, fold: int | None = None) -> LoadedRun:
         "lsi_params": run.doc["lsi_params"],
         "variant": variant,
         "reparameterised": True,
-        "architecture": {
-            **{k: run.doc["config"].get(k, 0) for k in ("base", "depth", "stem")},
-            "s2d": run.doc["config"].get("s2d", 1),
-        },
+        "architecture": run.architecture(),
         "synthetic_data": bool(run.doc.get("synthetic", False)),
         "stitching": {**stitching_geometry(tile), "module": "agent.features.tiling"},
         "source": run.doc.get("source", ""),
